@@ -1,0 +1,165 @@
+"""Input head images: load and check one volume, reorient to RAS and back, exactly.
+
+Every function here keeps the *stored* voxel values (the integers on disk) and the
+scaling (``scl_slope``/``scl_inter``) of the input, so that a round trip
+``restore_grid(reorient_to_ras(img), img)`` gives back bit-for-bit the same voxels,
+header and grid. Multiplying by the scale factor and saving through the original
+header would make nibabel rescale every voxel (NOTES.md, "Files that bite").
+"""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from nibabel.orientations import apply_orientation, inv_ornt_aff, io_orientation, ornt_transform
+
+
+class InputImageError(ValueError):
+    """An input image that cannot be defaced; the message names the file and the problem."""
+
+
+def stored_data(img: nib.spatialimages.SpatialImage) -> np.ndarray:
+    """The voxel values as stored on disk (before scaling)."""
+    dataobj = img.dataobj
+    if nib.is_proxy(dataobj) and hasattr(dataobj, "get_unscaled"):
+        return np.asanyarray(dataobj.get_unscaled())
+    return np.asanyarray(dataobj)
+
+
+def scaling(img: nib.spatialimages.SpatialImage) -> tuple[float, float]:
+    """(slope, intercept) that map stored values to image values; (1, 0) when unscaled."""
+    slope = getattr(img.dataobj, "slope", None)
+    inter = getattr(img.dataobj, "inter", None)
+    if slope is None:  # an in-memory image: its header holds what will be written
+        slope, inter = img.header.get_slope_inter() if hasattr(img.header, "get_slope_inter") else (None, None)
+    slope = 1.0 if slope is None or not np.isfinite(slope) else float(slope)
+    inter = 0.0 if inter is None or not np.isfinite(inter) else float(inter)
+    return slope, inter
+
+
+def with_stored_data(data: np.ndarray, affine: np.ndarray | None, like: nib.spatialimages.SpatialImage,
+                     slope: float, inter: float) -> nib.spatialimages.SpatialImage:
+    """An image of ``like``'s class and header holding ``data`` as its stored values.
+
+    The header carries ``slope``/``inter`` explicitly, so nibabel writes ``data`` as is
+    instead of choosing a new scaling.
+    """
+    header = like.header.copy()
+    header.set_data_dtype(data.dtype)
+    out = like.__class__(data, affine, header)
+    if (slope, inter) != (1.0, 0.0):
+        out.header.set_slope_inter(slope, inter)
+    return out
+
+
+def load_volume(path: str | Path, name: str | None = None) -> tuple[nib.spatialimages.SpatialImage, np.ndarray]:
+    """Load a NIfTI image and check that it is one complete 3D volume.
+
+    Parameters
+    ----------
+    path : the image file.
+    name : how to name the file in error messages (default: ``path``).
+
+    Returns
+    -------
+    (img, stored) : the image as loaded (its shape may carry a singleton fourth axis) and its
+        stored voxel values as a 3D array, read in full so that truncation shows here.
+
+    Raises
+    ------
+    InputImageError : unreadable, truncated, 2D, or more than one volume.
+    """
+    name = name or str(path)
+    path = Path(path)
+    if not path.exists():  # also a broken symlink, e.g. git-annex content not fetched
+        raise InputImageError(f"{name}: file not found or a broken link (is its content fetched?)")
+    try:
+        img = nib.load(path)
+    except Exception as exc:  # nibabel raises several types for a bad header
+        raise InputImageError(f"{name}: not a readable NIfTI image ({exc})") from None
+    shape = img.shape
+    if len(shape) < 3 or sum(n > 1 for n in shape[:3]) < 3:
+        raise InputImageError(f"{name}: a 2D image (shape {shape}); a 3D head volume is needed")
+    if len(shape) > 3 and int(np.prod(shape[3:])) > 1:
+        raise InputImageError(
+            f"{name}: {int(np.prod(shape[3:]))} volumes (shape {shape}); only single 3D volumes can be defaced")
+    try:
+        stored = stored_data(img)
+    except (EOFError, zlib.error, OSError, ValueError) as exc:
+        raise InputImageError(f"{name}: truncated or corrupt image data ({exc})") from None
+    stored = stored.reshape(shape[:3])
+    if not np.issubdtype(stored.dtype, np.number) or np.iscomplexobj(stored):
+        raise InputImageError(f"{name}: unsupported voxel type {stored.dtype}")
+    return img, stored
+
+
+def reorient_to_ras(img: nib.spatialimages.SpatialImage, stored: np.ndarray | None = None
+                    ) -> nib.spatialimages.SpatialImage:
+    """The same volume with its voxel axes permuted/flipped to be closest to RAS.
+
+    No resampling: voxels are only transposed and flipped, stored values and scaling kept,
+    a singleton fourth axis dropped. ``stored`` may pass the already read 3D stored values.
+    """
+    if stored is None:
+        stored = stored_data(img).reshape(img.shape[:3])
+    affine = img.affine
+    ornt = io_orientation(affine)
+    ras = np.ascontiguousarray(apply_orientation(stored, ornt))
+    ras_affine = affine @ inv_ornt_aff(ornt, stored.shape)
+    out = with_stored_data(ras, ras_affine, img, *scaling(img))
+    out.header.set_data_shape(ras.shape)
+    return out
+
+
+def restore_grid(img: nib.spatialimages.SpatialImage, like: nib.spatialimages.SpatialImage,
+                 *, keep_dtype: bool = True) -> nib.spatialimages.SpatialImage:
+    """``img`` (a RAS volume from :func:`reorient_to_ras`) back on ``like``'s grid and header.
+
+    The result has ``like``'s shape (a singleton fourth axis restored), affine, header, and
+    with ``keep_dtype`` its on-disk dtype and scaling. When ``img`` already shares that dtype
+    and scaling its stored values are moved as they are; otherwise values are re-quantised
+    (rounded and clipped for integer types), which leaves untouched voxels unchanged.
+    """
+    like_slope, like_inter = scaling(like)
+    target = like.get_data_dtype() if keep_dtype else img.get_data_dtype()
+    if img.get_data_dtype() == target and scaling(img) == (like_slope, like_inter):
+        stored = stored_data(img)
+    else:
+        values = np.asanyarray(img.dataobj, dtype=np.float64)
+        stored = (values - like_inter) / like_slope
+        if np.issubdtype(target, np.integer):
+            info = np.iinfo(target)
+            stored = np.clip(np.rint(stored), info.min, info.max)
+        stored = stored.astype(target)
+    ornt = ornt_transform(io_orientation(img.affine), io_orientation(like.affine))
+    back = apply_orientation(stored.reshape(img.shape[:3]), ornt)
+    if back.shape != like.shape[:3]:
+        raise ValueError(f"grid mismatch: {back.shape} cannot be restored onto {like.shape}")
+    back = np.ascontiguousarray(back).reshape(like.shape)
+    return with_stored_data(back, like.affine, like, like_slope, like_inter)
+
+
+def restore_labels(labels: nib.spatialimages.SpatialImage, like: nib.spatialimages.SpatialImage) -> nib.Nifti1Image:
+    """A RAS label image back on ``like``'s 3D grid, as uint8 with a clean header."""
+    data = np.asanyarray(labels.dataobj).astype(np.uint8)
+    ornt = ornt_transform(io_orientation(labels.affine), io_orientation(like.affine))
+    back = np.ascontiguousarray(apply_orientation(data, ornt))
+    if back.shape != like.shape[:3]:
+        raise ValueError(f"grid mismatch: labels {back.shape} cannot be restored onto {like.shape}")
+    out = nib.Nifti1Image(back, like.affine)
+    out.header.set_xyzt_units("mm")
+    # Keep the input's coordinate-system codes so the labels overlay it in every viewer.
+    if hasattr(like, "get_qform"):
+        out.set_qform(like.affine, int(like.get_qform(coded=True)[1]) or 1)
+        out.set_sform(like.affine, int(like.get_sform(coded=True)[1]) or 1)
+    return out
+
+
+def save_exact(img: nib.spatialimages.SpatialImage, path: str | Path) -> None:
+    """Write ``img`` with its stored values and scale factor unchanged (see module docstring)."""
+    if nib.is_proxy(img.dataobj):
+        img = with_stored_data(stored_data(img), img.affine, img, *scaling(img))
+    nib.save(img, str(path))

@@ -1,0 +1,195 @@
+"""The steps of defacing one image, as nipype interfaces.
+
+Each interface wraps one core function (``bids_deface.images``, ``…features.detect``,
+``…distort``, ``…metadata``) and passes images between steps as files in its node's
+working directory (uncompressed: they are read back at once). That directory lies in the
+private work directory: only the final sink writes to the output dataset.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nibabel as nib
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    File,
+    SimpleInterface,
+    TraitedSpec,
+    isdefined,
+    traits,
+)
+
+from bids_deface.images import InputImageError, load_volume, reorient_to_ras, restore_grid, restore_labels, save_exact
+
+
+class _LoadImageInputSpec(BaseInterfaceInputSpec):
+    in_file = traits.Str(mandatory=True, desc="input image (checked here, so no exists=True)")
+    source_name = traits.Str(desc="how messages name the image (its path in the dataset)")
+
+
+class _LoadImageOutputSpec(TraitedSpec):
+    out_file = File(exists=True, desc="the volume reoriented to RAS (3D, stored values kept)")
+
+
+class LoadImage(SimpleInterface):
+    """Load one image, check that it is a complete 3D volume, and reorient it to RAS."""
+
+    input_spec = _LoadImageInputSpec
+    output_spec = _LoadImageOutputSpec
+
+    def _run_interface(self, runtime):
+        name = self.inputs.source_name if isdefined(self.inputs.source_name) else self.inputs.in_file
+        img, stored = load_volume(self.inputs.in_file, name)
+        out = Path(runtime.cwd, "ras.nii")
+        save_exact(reorient_to_ras(img, stored), out)
+        self._results["out_file"] = str(out)
+        return runtime
+
+
+class _DetectInputSpec(BaseInterfaceInputSpec):
+    in_file = File(exists=True, mandatory=True, desc="head volume (RAS)")
+    source_name = traits.Str(desc="how messages name the image")
+    omp_nthreads = traits.Int(1, usedefault=True, desc="threads for the network")
+
+
+class _DetectOutputSpec(TraitedSpec):
+    labels_file = File(exists=True, desc="uint8 labels on in_file's grid: 0 bg, 1 eyes, 2 nose, 3 ears")
+    confidence = traits.Dict(desc="mean probability inside each feature (0 when absent)")
+    components = traits.Dict(desc="connected components found per feature")
+    warnings = traits.List(traits.Str, desc="missing, doubled or implausible features")
+    model_sha256 = traits.Str(desc="sha256 of the detector's weights")
+
+
+class DetectFeatures(SimpleInterface):
+    """Find the eyes, nose and ears with the U-Net detector.
+
+    A head in which none of them is found is refused (it is not a head with a face in the
+    field of view, or it was defaced or skull-stripped already): distorting nothing and
+    reporting success would let a face through unnoticed.
+    """
+
+    input_spec = _DetectInputSpec
+    output_spec = _DetectOutputSpec
+
+    def _run_interface(self, runtime):
+        import torch
+
+        from bids_deface.features.detect import detect_features
+
+        torch.set_num_threads(max(1, self.inputs.omp_nthreads))
+        name = self.inputs.source_name if isdefined(self.inputs.source_name) else self.inputs.in_file
+        detection = detect_features(nib.load(self.inputs.in_file))
+        if not any(detection.components.get(f, 0) for f in ("eyes", "nose", "ears")):
+            raise InputImageError(
+                f"{name}: no head with a face found (no eyes, nose or ears detected); "
+                "is it a head image with the face in the field of view?")
+        out = Path(runtime.cwd, "labels.nii.gz")
+        nib.save(detection.labels, out)
+        self._results.update(
+            labels_file=str(out),
+            confidence={k: float(v) for k, v in detection.confidence.items()},
+            components={k: int(v) for k, v in detection.components.items()},
+            warnings=[str(w) for w in detection.warnings],
+            model_sha256=detection.model_sha256,
+        )
+        return runtime
+
+
+class _DistortInputSpec(BaseInterfaceInputSpec):
+    in_file = File(exists=True, mandatory=True, desc="head volume")
+    labels_file = File(exists=True, mandatory=True, desc="feature labels on the same grid")
+    features = traits.List(traits.Enum("eyes", "nose", "ears"), mandatory=True, desc="features to distort")
+    seed = traits.Int(0, usedefault=True, desc="seed of the ear noise")
+    eye_box_margin_mm = traits.Float(desc="periocular box margin (paper default when unset)")
+    eye_surface_band_vox = traits.Int(desc="half-width of the eye surface band, voxels")
+    nose_box_scale = traits.Float(desc="nose box half-extent factor")
+
+
+class _DistortOutputSpec(TraitedSpec):
+    out_file = File(exists=True, desc="defaced volume, same grid, dtype and scaling")
+    voxel_counts = traits.Dict(desc="voxels changed per feature")
+
+
+class DistortFeatures(SimpleInterface):
+    """Apply the paper's eye, nose and ear distortions (``bids_deface.distort.deface_image``)."""
+
+    input_spec = _DistortInputSpec
+    output_spec = _DistortOutputSpec
+
+    def _run_interface(self, runtime):
+        from bids_deface.distort import deface_image
+
+        margins = {key: getattr(self.inputs, key)
+                   for key in ("eye_box_margin_mm", "eye_surface_band_vox", "nose_box_scale")
+                   if isdefined(getattr(self.inputs, key))}
+        img = nib.load(self.inputs.in_file)
+        labels = nib.load(self.inputs.labels_file)
+        defaced, counts = deface_image(img, labels, features=tuple(self.inputs.features),
+                                       seed=self.inputs.seed, **margins)
+        out = Path(runtime.cwd, "defaced.nii")
+        save_exact(defaced, out)
+        self._results.update(out_file=str(out), voxel_counts={k: int(v) for k, v in counts.items()})
+        return runtime
+
+
+class _RestoreInputSpec(BaseInterfaceInputSpec):
+    in_file = File(exists=True, mandatory=True, desc="defaced RAS volume")
+    labels_file = File(exists=True, mandatory=True, desc="feature labels on the RAS grid")
+    reference = traits.Str(mandatory=True, desc="the input image, whose grid and header are restored")
+
+
+class _RestoreOutputSpec(TraitedSpec):
+    out_file = File(exists=True, desc="defaced image on the input's grid, header, dtype and scaling")
+    out_labels = File(exists=True, desc="feature labels on the input's grid")
+
+
+class RestoreGrid(SimpleInterface):
+    """Undo the reorientation: the defaced image and its labels on the input's own grid."""
+
+    input_spec = _RestoreInputSpec
+    output_spec = _RestoreOutputSpec
+
+    def _run_interface(self, runtime):
+        like = nib.load(self.inputs.reference)
+        out = Path(runtime.cwd, "restored.nii")
+        save_exact(restore_grid(nib.load(self.inputs.in_file), like), out)
+        labels = Path(runtime.cwd, "labels.nii.gz")
+        nib.save(restore_labels(nib.load(self.inputs.labels_file), like), labels)
+        self._results.update(out_file=str(out), out_labels=str(labels))
+        return runtime
+
+
+class _ScrubInputSpec(BaseInterfaceInputSpec):
+    in_file = File(exists=True, mandatory=True, desc="defaced image")
+    metadata = traits.Dict(desc="the source's sidecar metadata (after inheritance)")
+    policy_file = traits.Str(desc="user sidecar policy that extends or overrides the shipped one")
+
+
+class _ScrubOutputSpec(TraitedSpec):
+    out_file = File(exists=True, desc="image with identifying header fields and extensions removed")
+    metadata = traits.Dict(desc="metadata without identifying keys")
+    removed_keys = traits.List(traits.Str, desc="names of the sidecar keys removed")
+    cleared_fields = traits.List(traits.Str, desc="names of the NIfTI header fields cleared")
+
+
+class ScrubMetadata(SimpleInterface):
+    """Clear identifying NIfTI header fields and extensions; remove identifying sidecar keys."""
+
+    input_spec = _ScrubInputSpec
+    output_spec = _ScrubOutputSpec
+
+    def _run_interface(self, runtime):
+        from bids_deface.metadata import load_sidecar_policy, scrub_nifti_header, scrub_sidecar
+
+        img, cleared = scrub_nifti_header(nib.load(self.inputs.in_file))
+        out = Path(runtime.cwd, "scrubbed.nii")
+        save_exact(img, out)
+        policy = load_sidecar_policy(self.inputs.policy_file if isdefined(self.inputs.policy_file)
+                                     and self.inputs.policy_file else None)
+        metadata, removed = scrub_sidecar(dict(self.inputs.metadata) if isdefined(self.inputs.metadata) else {},
+                                          policy)
+        self._results.update(out_file=str(out), metadata=metadata,
+                             removed_keys=sorted(removed), cleared_fields=sorted(cleared))
+        return runtime

@@ -52,13 +52,14 @@ RUN tpl=$(/opt/venv/bin/python -c "from importlib.resources import files; print(
  && test -n "$(ls -A "$tpl")" \
  && ln -s "$tpl" /opt/templateflow
 
-# BIDS_DEFACE_CONTAINER is recorded in the outputs' GeneratedBy.Container.
+# BIDS_DEFACE_CONTAINER is recorded in the outputs' GeneratedBy.Container (pass the tag you build).
+ARG IMAGE_TAG=bids-deface
 # NIPYPE_NO_ET: no version check over the network at each nipype interface.
 ENV PATH=/opt/venv/bin:$PATH \
     TEMPLATEFLOW_HOME=/opt/templateflow \
     TEMPLATEFLOW_AUTOUPDATE=off \
     NIPYPE_NO_ET=1 \
-    BIDS_DEFACE_CONTAINER='{"Type": "docker", "Tag": "bids-deface"}' \
+    BIDS_DEFACE_CONTAINER="{\"Type\": \"docker\", \"Tag\": \"${IMAGE_TAG}\"}" \
     HOME=/home/bidsapp \
     MPLCONFIGDIR=/tmp/matplotlib
 

@@ -69,7 +69,7 @@ if [ -s "$host_ca" ]; then
   ca_args=(-v "$host_ca:/etc/ssl/build-ca.crt:ro" --build-arg PIP_CERT=/etc/ssl/build-ca.crt)
 fi
 buildah bud --isolation chroot --layers \
-  --build-arg "BASE_IMAGE=$BASE" "${torch_args[@]}" "${ca_args[@]}" \
+  --build-arg "BASE_IMAGE=$BASE" --build-arg "IMAGE_TAG=$TAG" "${torch_args[@]}" "${ca_args[@]}" \
   -t "$TAG" -f Dockerfile .
 
 # 5. smoke test, with no network, as the image's own non-root user

@@ -29,7 +29,12 @@ from importlib import resources
 from pydicom.datadict import DicomDictionary
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
+from pydicom.uid import (
+    PYDICOM_IMPLEMENTATION_UID,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+)
 
 from bids_deface.dicom.profile import (
     BASIC_PROFILE_CODE,
@@ -54,6 +59,8 @@ DUMMY = {
 # File Meta Information attributes kept; the rest (sender's AE titles, source
 # address, private information) can name the site.
 META_KEEP = frozenset({0x00020001, 0x00020002, 0x00020003, 0x00020010, 0x00020012, 0x00020013})
+_TS = {(True, True): ImplicitVRLittleEndian, (False, True): ExplicitVRLittleEndian,
+       (False, False): ExplicitVRBigEndian, (True, False): ImplicitVRLittleEndian}
 METHOD = "bids-deface: DICOM PS3.15 Annex E Basic Application Level Confidentiality Profile"
 
 
@@ -128,6 +135,17 @@ def _clean_file_meta(ds: Dataset) -> None:
         meta.MediaStorageSOPClassUID = ds.SOPClassUID
     if "SOPInstanceUID" in ds:
         meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    implicit, little = getattr(ds, "original_encoding", (None, None))
+    if "TransferSyntaxUID" not in meta and implicit is not None:  # a data set without meta
+        meta.TransferSyntaxUID = _TS[(bool(implicit), bool(little))]
+    ts = meta.get("TransferSyntaxUID")
+    mismatch = ts is not None and implicit is not None and (implicit, little) != (
+        ts.is_implicit_VR, ts.is_little_endian)
+    if mismatch or any(e.VR is None for e in ds._dict.values()):
+        # Encoded unlike its transfer syntax says: decode every element so each has
+        # its VR and is written in the declared encoding.
+        for _ in ds.iterall():
+            pass
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
     meta.ImplementationVersionName = "BIDS_DEFACE"
     ds.file_meta = meta

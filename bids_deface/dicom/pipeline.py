@@ -171,6 +171,10 @@ def _needs_defacer(paths: list[Path]) -> bool:
 
 
 def _deidentify_and_write(ds, target: Path, keyed: Keyed, opts: RunOptions, row: LogRow, *, defaced: bool):
+    if "SOPInstanceUID" not in ds or "SOPClassUID" not in ds:
+        row.status, row.output = "failed", ""
+        row.message = "no SOP Class/Instance UID: cannot be written as a DICOM file"
+        return
     try:
         counts = deidentify(ds, keyed, opts.profile, pixels_defaced=defaced)
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -158,7 +158,8 @@ def eye_boxes(labels: np.ndarray, zooms, margin_mm: float) -> list[tuple[slice, 
     """Periocular boxes: each eye component's bounding box grown by ``margin_mm`` on every side."""
     boxes = []
     for box in _components(labels == LABELS["eyes"]):
-        grow = [int(np.ceil(margin_mm / z)) for z in zooms]
+        # (a tolerance: zooms read from a qform are often 0.99999994 mm)
+        grow = [int(np.ceil(margin_mm / float(z) - 1e-4)) for z in zooms]
         boxes.append(tuple(slice(max(0, s.start - g), min(n, s.stop + g))
                            for s, g, n in zip(box, grow, labels.shape)))
     return boxes

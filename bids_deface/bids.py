@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+import uuid
 import sys
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version as _dist_version
@@ -453,3 +454,143 @@ def image_record(*, source_relpath: str, status: str, outputs: dict | None = Non
     if error:
         record["Error"] = error
     return record
+
+
+# ---------------------------------------------------------------------------- writing outputs
+
+def _temporary(path: Path) -> Path:
+    """A hidden name beside ``path`` with the same extension (nibabel picks gzip by it)."""
+    ext = next((e for e in (".nii.gz", ".nii", ".json", ".tsv") if path.name.endswith(e)), "")
+    return path.with_name(f".{path.name[: len(path.name) - len(ext)]}.{uuid.uuid4().hex[:8]}.part{ext}")
+
+
+def write_atomic(path: Path, write) -> None:
+    """Run ``write(tmp)`` then rename ``tmp`` to ``path``: readers never see a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temporary(path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    write_atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2) + "\n"))
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    write_atomic(path, lambda tmp: tmp.write_text(text))
+
+
+def write_derivative_dataset(bids_dir: Path, output_dir: Path, source_desc: dict) -> None:
+    """The dataset-level files of the derivative layout (idempotent)."""
+    ref = source_reference(bids_dir, output_dir, source_desc)
+    write_json_atomic(output_dir / "dataset_description.json", derivative_description(source_desc, ref))
+    write_text_atomic(output_dir / "README.md", derivative_readme(source_desc.get("Name", bids_dir.name)))
+    write_text_atomic(output_dir / DSEG_TSV, dseg_tsv())
+    ignore = output_dir / ".bidsignore"
+    write_text_atomic(ignore, merged_bidsignore(ignore.read_text() if ignore.exists() else None))
+
+
+def is_face_image(name: str, face_suffixes) -> bool:
+    if not name.endswith(NIFTI_EXTENSIONS):
+        return False
+    try:
+        return parse_name(name)[1] in face_suffixes
+    except ValueError:
+        return False
+
+
+def copy_raw_dataset(bids_dir: Path, output_dir: Path, source_desc: dict, *, selected, face_suffixes,
+                     subjects=None, sessions=None, policy_file=None) -> list[str]:
+    """Everything of the raw layout except the defaced images themselves (the workflow writes those).
+
+    Walks ``bids_dir`` (symlinks followed, as in DataLad datasets) and writes into
+    ``output_dir``: sidecars (``*.json``) scrubbed of identifying keys, ``scans.tsv`` and
+    ``sessions.tsv`` acquisition times handled by the policy, NIfTI headers of the images that
+    are not defaced (func, dwi, fmap …) cleared with their voxels unchanged, every other file
+    copied. Never copied: face-bearing images (only their defaced versions reach the output),
+    ``sourcedata/`` (original DICOMs), ``derivatives/``, hidden files and folders (version
+    control, converter state), and participants/sessions outside ``subjects``/``sessions``.
+
+    Returns one line per file that could not be written.
+    """
+    from bids_deface import metadata as md
+
+    policy = md.load_sidecar_policy(policy_file)
+    selected_paths = {image.relpath for image in selected}
+    left_out: list[str] = []
+    problems: list[str] = []
+    for root, dirs, files in os.walk(bids_dir, followlinks=True):
+        rel_root = PurePosixPath(Path(root).relative_to(bids_dir).as_posix())
+        dirs[:] = sorted(d for d in dirs if _copy_dir(rel_root, d, subjects, sessions))
+
+        def relative(name: str) -> str:
+            return name if str(rel_root) == "." else (rel_root / name).as_posix()
+
+        # Sidecars of face images that are not defaced in this run go with their images.
+        skipped_stems = {strip_extension(n) for n in files
+                         if is_face_image(n, face_suffixes) and relative(n) not in selected_paths}
+        for name in sorted(files):
+            rel = relative(name)
+            src, dst = Path(root) / name, output_dir / rel
+            if name.startswith("."):
+                continue
+            if is_face_image(name, face_suffixes):
+                if rel not in selected_paths:
+                    left_out.append(rel)
+                continue
+            if name.endswith(".json") and strip_extension(name) in skipped_stems:
+                continue
+            if not src.exists():
+                problems.append(f"{rel}: broken link, its content is not available (datalad get?)")
+                continue
+            try:
+                _copy_one(src, dst, rel, source_desc, policy, md)
+            except Exception as exc:  # one unreadable file must not stop the copy of the others
+                problems.append(f"{rel}: could not be copied ({exc})")
+    ignore = bids_dir / ".bidsignore"
+    write_text_atomic(output_dir / ".bidsignore", merged_bidsignore(ignore.read_text() if ignore.is_file() else None))
+    if left_out:
+        import logging
+
+        logging.getLogger("bids_deface").warning(
+            "%d face-bearing image(s) not selected were left out of the raw copy, e.g. %s",
+            len(left_out), left_out[0])
+    return problems
+
+
+def _copy_dir(rel_root: PurePosixPath, name: str, subjects, sessions) -> bool:
+    if name.startswith("."):
+        return False
+    if str(rel_root) == ".":
+        if name in RAW_COPY_SKIP:
+            return False
+        if subjects is not None and name.startswith("sub-") and strip_prefix(name, "sub") not in subjects:
+            return False
+    if sessions is not None and name.startswith("ses-") and rel_root.name.startswith("sub-") \
+            and strip_prefix(name, "ses") not in sessions:
+        return False
+    return True
+
+
+def _copy_one(src: Path, dst: Path, rel: str, source_desc: dict, policy, md) -> None:
+    name = src.name
+    if rel == "dataset_description.json":
+        write_json_atomic(dst, raw_description(source_desc))
+    elif name.endswith(".json"):
+        metadata, _ = md.scrub_sidecar(json.loads(src.read_text()), policy)
+        write_json_atomic(dst, metadata)
+    elif name.endswith(("_scans.tsv", "sessions.tsv")):
+        write_atomic(dst, lambda tmp: md.scrub_scans_tsv(src, tmp, policy))
+    elif name.endswith(NIFTI_EXTENSIONS):
+        import nibabel as nib
+
+        from bids_deface.images import save_exact
+
+        img, _ = md.scrub_nifti_header(nib.load(src))
+        write_atomic(dst, lambda tmp: save_exact(img, tmp))
+    else:
+        write_atomic(dst, lambda tmp: shutil.copyfile(src, tmp))

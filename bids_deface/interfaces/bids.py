@@ -2,38 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import os
-import uuid
 from pathlib import Path
 
 import nibabel as nib
 from nipype.interfaces.base import BaseInterfaceInputSpec, File, SimpleInterface, TraitedSpec, isdefined, traits
 
 from bids_deface import bids
+from bids_deface.bids import write_atomic, write_json_atomic
 from bids_deface.images import save_exact
-
-
-def _temporary(path: Path) -> Path:
-    """A hidden name beside ``path`` with the same extension (nibabel picks gzip by it)."""
-    ext = next((e for e in (".nii.gz", ".nii", ".json", ".tsv") if path.name.endswith(e)), "")
-    return path.with_name(f".{path.name[: len(path.name) - len(ext)]}.{uuid.uuid4().hex[:8]}.part{ext}")
-
-
-def write_atomic(path: Path, write) -> None:
-    """Run ``write(tmp)`` then rename ``tmp`` to ``path``: readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temporary(path)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    write_atomic(path, lambda tmp: tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n"))
 
 
 class _SinkInputSpec(BaseInterfaceInputSpec):

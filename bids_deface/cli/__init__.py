@@ -1,0 +1,1 @@
+"""Command line of bids-deface: ``parser`` builds the arguments, ``run`` runs them."""

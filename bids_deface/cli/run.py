@@ -1,0 +1,314 @@
+"""Entry point of ``bids-deface``: participant and group levels, and the ``dicom`` door."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import getpass
+import json
+import logging
+import os
+import platform
+import re
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+LOGGER = logging.getLogger("bids_deface")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``bids-deface``; returns the exit status (0 success, 1 failures, 2 usage errors)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "dicom":
+        from bids_deface.dicom.cli import main as dicom_main  # imported lazily: own dependencies
+
+        return dicom_main(argv[1:])
+
+    from bids_deface.cli.parser import parse_args
+
+    opts = parse_args(argv)
+    _setup_console_logging(opts.verbose)
+    try:
+        if opts.analysis_level == "group":
+            from bids_deface.group import run_group
+
+            return run_group(opts)
+        return run_participant(opts, argv)
+    except UsageError as exc:
+        print(f"bids-deface: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("bids-deface: interrupted", file=sys.stderr)
+        return 130
+
+
+class UsageError(Exception):
+    """A request that cannot be run as asked (unknown label, invalid dataset, no images)."""
+
+
+# ---------------------------------------------------------------------------- participant level
+
+def run_participant(opts, argv: list[str]) -> int:
+    from bids_deface import bids
+
+    started = time.time()
+    if not opts.skip_bids_validation:
+        errors = bids.validate_dataset(opts.bids_dir)
+        if errors:
+            for line in errors[:20]:
+                LOGGER.error("invalid input dataset: %s", line)
+            raise UsageError(f"{opts.bids_dir} is not a valid BIDS dataset ({len(errors)} errors above); "
+                             "fix it, or run with --skip-bids-validation")
+    try:
+        layout = bids.load_layout(opts.bids_dir)
+        images = bids.select_face_images(
+            layout, participant_label=opts.participant_label, session_label=opts.session_label,
+            suffixes=opts.suffix, bids_filters=bids.load_bids_filters(opts.bids_filter_file))
+    except bids.SelectionError as exc:
+        raise UsageError(str(exc)) from None
+    if not images:
+        raise UsageError(f"no face-bearing images selected in {opts.bids_dir} "
+                         f"(suffixes: {', '.join(opts.suffix or bids.FACE_SUFFIXES)})")
+    LOGGER.info("%d image(s) to deface, %s layout, into %s", len(images), opts.output_layout, opts.output_dir)
+
+    output_dir = opts.output_dir
+    output_dir.mkdir(parents=True, exist_ok=True)
+    run_id = _dt.datetime.now().strftime("%Y%m%d-%H%M%S") + "_" + uuid.uuid4().hex[:8]
+    log_file = output_dir / "logs" / f"bids-deface_{run_id}.log"
+    _add_file_logging(log_file)
+
+    policy = opts.metadata_policy
+    source_desc = json.loads((opts.bids_dir / "dataset_description.json").read_text())
+    problems: list[str] = []
+    if opts.output_layout == "derivative":
+        bids.write_derivative_dataset(opts.bids_dir, output_dir, source_desc)
+    else:
+        problems += bids.copy_raw_dataset(
+            opts.bids_dir, output_dir, source_desc, selected=images,
+            face_suffixes=set(bids.FACE_SUFFIXES) | set(opts.suffix or ()),
+            subjects={bids.strip_prefix(s, "sub") for s in opts.participant_label} if opts.participant_label else None,
+            sessions={bids.strip_prefix(s, "ses") for s in opts.session_label} if opts.session_label else None,
+            policy_file=policy)
+    for line in problems:
+        LOGGER.error("%s", line)
+
+    work_dir, created = _private_work_dir(opts.work_dir)
+    omp = opts.omp_nthreads or max(1, opts.nprocs // max(1, min(len(images), opts.nprocs)))
+    config = _config(opts, run_id, images, work_dir, omp)
+    _write_json(output_dir / "logs" / f"bids-deface_{run_id}.json",
+                {"CommandLine": ["bids-deface", *argv], "Config": config})
+
+    # An image succeeded when its sink wrote its record in this run.
+    for image in images:
+        (output_dir / bids.record_path(image)).unlink(missing_ok=True)
+    crashed = _run_workflow(opts, images, work_dir, omp)
+    failures = {}
+    for image in images:
+        if not (output_dir / bids.record_path(image)).exists():
+            failures[image.relpath] = crashed.get(image.relpath, f"{image.relpath}: not defaced (the workflow "
+                                                                  "stopped before its last step)")
+            LOGGER.error("%s", failures[image.relpath])
+            _write_json(output_dir / bids.record_path(image), bids.image_record(
+                source_relpath=image.relpath, status="failed", error=failures[image.relpath]))
+
+    done = len(images) - len(failures)
+    LOGGER.info("%d of %d image(s) defaced, %d failed, in %.1f s; outputs in %s; log %s",
+                done, len(images), len(failures), time.time() - started, output_dir,
+                log_file.relative_to(output_dir))
+    ok = not failures and not problems
+    if ok and not opts.keep_work:
+        _remove_work(work_dir, created)
+    elif not opts.keep_work:
+        LOGGER.warning("work directory kept for inspection after failures: %s (private; it holds "
+                       "un-defaced intermediate images: delete it when done)", work_dir)
+    else:
+        LOGGER.info("work directory kept: %s", work_dir)
+    return 0 if ok else 1
+
+
+def _config(opts, run_id, images, work_dir, omp) -> dict:
+    from bids_deface.bids import package_version
+
+    return {
+        "RunId": run_id,
+        "Version": package_version(),
+        "Python": platform.python_version(),
+        "BidsDir": str(opts.bids_dir),
+        "OutputDir": str(opts.output_dir),
+        "OutputLayout": opts.output_layout,
+        "ParticipantLabel": opts.participant_label,
+        "SessionLabel": opts.session_label,
+        "Suffix": opts.suffix,
+        "BidsFilterFile": str(opts.bids_filter_file) if opts.bids_filter_file else None,
+        "Features": opts.features,
+        "Seed": opts.seed,
+        "Margins": _margins(opts),
+        "MetadataPolicy": str(opts.metadata_policy) if opts.metadata_policy else None,
+        "WorkDir": str(work_dir),
+        "KeepWork": opts.keep_work,
+        "Plugin": opts.plugin,
+        "PluginArgs": opts.plugin_args,
+        "NProcs": opts.nprocs,
+        "OmpNThreads": omp,
+        "SkipBidsValidation": opts.skip_bids_validation,
+        "Images": [image.relpath for image in images],
+    }
+
+
+def _margins(opts) -> dict:
+    keys = ("eye_box_margin_mm", "eye_surface_band_vox", "nose_box_scale")
+    return {key: getattr(opts, key) for key in keys if getattr(opts, key) is not None}
+
+
+def _run_workflow(opts, images, work_dir: Path, omp: int) -> dict[str, str]:
+    """Build and run the workflow; returns {image relpath: one-line error} for failed images."""
+    os.environ.setdefault("NIPYPE_NO_ET", "1")  # no version check over the network
+    if not os.environ.get("LOGNAME"):  # nipype's SLURM plugin needs it
+        os.environ["LOGNAME"] = _user()
+    from nipype import config as nipype_config
+    from nipype import logging as nipype_logging
+
+    from bids_deface.workflows.base import init_bids_deface_wf
+
+    crash_dir = work_dir / "crash"
+    if crash_dir.exists():
+        shutil.rmtree(crash_dir)
+    local = opts.plugin in ("MultiProc", "Linear")
+    execution = {
+        "crashdump_dir": str(crash_dir),
+        "crashfile_format": "pklz",
+        "stop_on_first_crash": False,
+        # MultiProc polls for finished jobs; its 2 s default would dominate a 3 s image.
+        "poll_sleep_duration": 0.05 if local else 2,
+        "hash_method": "timestamp",
+        "remove_unnecessary_outputs": True,
+        "check_version": False,
+    }
+    quiet = "INFO" if opts.verbose >= 2 else "CRITICAL"  # our own lines report failures
+    nipype_config.update_config({"execution": execution, "monitoring": {"enabled": False},
+                                 "logging": {"workflow_level": quiet, "interface_level": quiet,
+                                             "utils_level": quiet, "log_to_file": False}})
+    nipype_logging.update_logging(nipype_config)
+
+    wf, by_name = init_bids_deface_wf(
+        images=images, output_dir=opts.output_dir, output_layout=opts.output_layout, features=opts.features,
+        seed=opts.seed, omp_nthreads=omp, policy_file=opts.metadata_policy, margins=_margins(opts))
+    wf.base_dir = str(work_dir)
+    wf.config["execution"].update(execution)
+    plugin_args = dict(opts.plugin_args)
+    if opts.plugin == "MultiProc":
+        plugin_args.setdefault("n_procs", opts.nprocs)
+        plugin_args.setdefault("raise_insufficient", False)
+    try:
+        wf.run(plugin=opts.plugin, plugin_args=plugin_args)
+    except RuntimeError:
+        pass  # failed nodes: read from their crash files below
+    return _failures(crash_dir, by_name)
+
+
+def _failures(crash_dir: Path, by_name: dict) -> dict[str, str]:
+    """One line per failed image, from nipype's crash files."""
+    from nipype.utils.filemanip import loadcrash
+
+    failures: dict[str, str] = {}
+    for crashfile in sorted(crash_dir.glob("crash-*.pklz")) if crash_dir.exists() else []:
+        try:
+            crash = loadcrash(str(crashfile))
+            fullname = crash["node"].fullname
+            text = "".join(crash["traceback"])
+        except Exception as exc:  # an unreadable crash file still means a failure
+            fullname, text = crashfile.name, f"unreadable crash file ({exc})"
+        image = next((img for name, img in by_name.items() if f".{name}." in f".{fullname}."), None)
+        if image is None:
+            continue
+        failures.setdefault(image.relpath, _error_line(text, image.relpath, fullname))
+    return failures
+
+
+_ERROR_LINE = re.compile(r"^\s*(?:[\w.]+\.)?(\w*(?:Error|Exception|Interrupt)): (.+)$")
+
+
+def _error_line(traceback_text: str, relpath: str, node: str) -> str:
+    """The last ``SomethingError: message`` line of a traceback, naming the image."""
+    message = None
+    for line in traceback_text.splitlines():
+        match = _ERROR_LINE.match(line)
+        if match and not match.group(1).startswith("NodeExecution"):
+            message = match.group(2).strip() if match.group(1) == "InputImageError" \
+                else f"{match.group(1)}: {match.group(2).strip()}"
+    step = node.rsplit(".", 1)[-1]
+    if message is None:
+        message = f"step '{step}' failed (see the crash file in the work directory)"
+    if relpath not in message:
+        message = f"{relpath}: {message} (step '{step}')"
+    return message
+
+
+# ---------------------------------------------------------------------------- work directory
+
+def _private_work_dir(requested: Path | None) -> tuple[Path, bool]:
+    """A working directory only we can read (it holds un-defaced intermediates): (path, created)."""
+    if requested is None:
+        return Path(tempfile.mkdtemp(prefix="bids-deface-work-")), True
+    created = not requested.exists()
+    requested.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if (requested.stat().st_mode & 0o777) != 0o700:
+        os.chmod(requested, 0o700)
+    return requested, created
+
+
+def _remove_work(work_dir: Path, created: bool) -> None:
+    """Remove what this run put in the work directory (all of it if we created it)."""
+    if created:
+        shutil.rmtree(work_dir, ignore_errors=True)
+        return
+    for name in ("bids_deface_wf", "crash"):
+        shutil.rmtree(work_dir / name, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------- logging and files
+
+class _OneLine(logging.Formatter):
+    def format(self, record):
+        level = "" if record.levelno == logging.INFO else f"{record.levelname}: "
+        return f"bids-deface: {level}{record.getMessage()}"
+
+
+def _setup_console_logging(verbose: int) -> None:
+    LOGGER.setLevel(logging.DEBUG if verbose else logging.INFO)
+    LOGGER.propagate = False
+    if not any(getattr(h, "_bids_deface_console", False) for h in LOGGER.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_OneLine())
+        handler._bids_deface_console = True
+        LOGGER.addHandler(handler)
+
+
+def _add_file_logging(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for handler in [h for h in LOGGER.handlers if isinstance(h, logging.FileHandler)]:
+        LOGGER.removeHandler(handler)
+        handler.close()
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    LOGGER.addHandler(handler)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    from bids_deface.interfaces.bids import write_json_atomic
+
+    write_json_atomic(path, data)
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid{os.getuid()}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""Group level: one row per image (status, features found, voxels distorted, errors), as TSV and HTML.
+
+Reads the per-image records that the participant level leaves in ``logs/images/`` and lists
+the selected images of the input dataset that have none as ``not processed``.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import logging
+from pathlib import Path
+
+from bids_deface import bids
+
+LOGGER = logging.getLogger("bids_deface")
+SUMMARY_TSV = "group_summary.tsv"
+SUMMARY_HTML = "group_summary.html"
+COLUMNS = (
+    "image", "subject", "session", "suffix", "status",
+    *(f"{f}_found" for f in bids.FEATURES),
+    *(f"{f}_voxels" for f in bids.FEATURES),
+    *(f"{f}_confidence" for f in bids.FEATURES),
+    "features", "warnings", "error", "output",
+)
+
+
+def read_records(output_dir: Path) -> dict[str, dict]:
+    """{source relpath: record} from ``output_dir/logs/images/*.json``."""
+    records = {}
+    for path in sorted((output_dir / "logs" / "images").glob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            LOGGER.warning("%s: unreadable record (%s)", path, exc)
+            continue
+        records[record.get("Source", path.stem)] = record
+    return records
+
+
+def summary_rows(records: dict[str, dict], images: list[bids.FaceImage] | None = None) -> list[dict]:
+    """One row per image: those selected in the input (when given) and those with a record."""
+    by_path = {image.relpath: image for image in images or []}
+    rows = []
+    for relpath in sorted(set(by_path) | set(records)):
+        record = records.get(relpath, {})
+        prov = record.get("Provenance", {})
+        pairs, suffix = _entities(relpath)
+        row = {
+            "image": relpath,
+            "subject": pairs.get("sub", ""),
+            "session": pairs.get("ses", ""),
+            "suffix": suffix,
+            "status": record.get("Status", "not processed"),
+            "features": " ".join(prov.get("Features", [])),
+            "warnings": "; ".join(prov.get("Warnings", [])),
+            "error": record.get("Error", ""),
+            "output": record.get("Outputs", {}).get("image", ""),
+        }
+        for feature in bids.FEATURES:
+            row[f"{feature}_found"] = prov.get("DetectedComponents", {}).get(feature, "")
+            row[f"{feature}_voxels"] = prov.get("VoxelCounts", {}).get(feature, "")
+            row[f"{feature}_confidence"] = prov.get("DetectorConfidence", {}).get(feature, "")
+        rows.append(row)
+    return rows
+
+
+def _entities(relpath: str) -> tuple[dict, str]:
+    try:
+        pairs, suffix, _ = bids.parse_name(Path(relpath).name)
+    except ValueError:
+        return {}, ""
+    return dict(pairs), suffix
+
+
+def summary_tsv(rows: list[dict]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=COLUMNS, delimiter="\t", lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("n/a" if row.get(k, "") == "" else row[k]) for k in COLUMNS})
+    return out.getvalue()
+
+
+_STATUS_COLOURS = {"defaced": "#d4edda", "defaced with warnings": "#fff3cd", "failed": "#f8d7da",
+                   "not processed": "#e2e3e5"}
+
+
+def summary_html(rows: list[dict], title: str) -> str:
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["status"]] = counts.get(row["status"], 0) + 1
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
+    body = []
+    for row in rows:
+        colour = _STATUS_COLOURS.get(row["status"], "#ffffff")
+        cells = "".join(f"<td>{html.escape(str(row.get(c, '')))}</td>" for c in COLUMNS)
+        body.append(f'<tr style="background:{colour}">{cells}</tr>')
+    tally = ", ".join(f"{n} {html.escape(status)}" for status, n in sorted(counts.items()))
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<title>{html.escape(title)}</title>"
+        "<style>body{font-family:sans-serif;margin:1em}table{border-collapse:collapse;font-size:0.85em}"
+        "td,th{border:1px solid #999;padding:2px 6px;text-align:left}th{background:#eee}</style></head>\n"
+        f"<body><h1>{html.escape(title)}</h1>\n<p>{len(rows)} image(s): {tally}.</p>\n"
+        f"<table><thead><tr>{head}</tr></thead><tbody>\n" + "\n".join(body) + "\n</tbody></table>\n"
+        "<p>Voxel counts are the voxels each distortion changed; confidence is the detector's mean "
+        "probability inside each feature.</p></body></html>\n"
+    )
+
+
+def run_group(opts) -> int:
+    """``bids-deface bids_dir output_dir group``: write the summary; 0 when written."""
+    output_dir = opts.output_dir
+    if not (output_dir / "logs" / "images").is_dir():
+        print(f"bids-deface: error: {output_dir} holds no participant-level results (no logs/images/); "
+              "run the participant level first", flush=True)
+        return 2
+    images = None
+    try:
+        layout = bids.load_layout(opts.bids_dir)
+        images = bids.select_face_images(layout, participant_label=opts.participant_label,
+                                         session_label=opts.session_label, suffixes=opts.suffix,
+                                         bids_filters=bids.load_bids_filters(opts.bids_filter_file))
+    except bids.SelectionError as exc:
+        LOGGER.warning("input dataset not listed (%s): summarising the records only", exc)
+    rows = summary_rows(read_records(output_dir), images)
+    bids.write_text_atomic(output_dir / SUMMARY_TSV, summary_tsv(rows))
+    title = f"bids-deface summary: {output_dir.name}"
+    bids.write_text_atomic(output_dir / SUMMARY_HTML, summary_html(rows, title))
+    failed = sum(row["status"] in ("failed", "not processed") for row in rows)
+    LOGGER.info("%d image(s) summarised (%d failed or not processed): %s, %s", len(rows), failed,
+                output_dir / SUMMARY_TSV, output_dir / SUMMARY_HTML)
+    return 0

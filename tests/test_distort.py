@@ -248,6 +248,10 @@ def test_bad_input_is_a_clear_error(heads, tmp_path):
         deface_image(nib.load(tmp_path / "flat.nii"), np.zeros((64, 64, 1), np.uint8))
     with pytest.raises(ValueError, match="do not match the image grid"):
         deface_image(img, labels[:-1])
+    moved = img.affine.copy()
+    moved[:3, 3] += 5
+    with pytest.raises(ValueError, match="labels are on another grid"):
+        deface_image(img, nib.Nifti1Image(labels, moved))
     with pytest.raises(ValueError, match="unknown facial feature"):
         deface_image(img, labels, features=("mouth",))
     many = nib.Nifti1Image(np.zeros((8, 8, 8, 2), np.int16), np.eye(4))

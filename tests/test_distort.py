@@ -165,14 +165,24 @@ def test_brain_is_never_touched(heads):
     assert brain.shape == img.shape
     for feature, region in _all_regions(img, labels).items():
         assert region.any() and not (region & brain).any(), feature
-    # a taller nose detection (the whole nose, nasion to subnasale, 50 mm) doubled
-    # upwards still stops short of the frontal lobe when not doubled backwards
+    # Larger nose detections than ours: the whole bridge (15 mm further up), and a deep
+    # one (from 16 mm behind the nose tip). Not doubling the box backwards (the default)
+    # keeps it off the brain; the paper's backward doubling reaches it.
+    from scipy import ndimage as ndi
+
+    distance = ndi.distance_transform_edt(~brain)  # mm: icbm152 is 1 mm isotropic
     tall = labels.copy()
     top = np.nonzero(labels == LABELS["nose"])[2].max()  # icbm152 is stored RAS: axis 2 is z
     footprint = labels[:, :, top] == LABELS["nose"]
-    for k in range(1, 16):  # the bridge 15 mm further up
+    for k in range(1, 16):
         tall[:, :, top + k][footprint] = LABELS["nose"]
-    assert not (distortion_mask(img, tall, "nose") & brain).any()
+    assert distance[distortion_mask(img, tall, "nose")].min() >= 8
+    deep = np.where(labels == LABELS["nose"], 0, labels).astype(np.uint8)
+    sl, xyz = _subgrid(img, (-14, 80, -78), (14, 96, -30))
+    values = np.asanyarray(img.dataobj, dtype=np.float32)
+    deep[sl][values[sl] > air_threshold(values)] = LABELS["nose"]
+    assert not (distortion_mask(img, deep, "nose") & brain).any()
+    assert (distortion_mask(img, deep, "nose", nose_posterior_scale=2.0) & brain).sum() > 100
     # the labels the detector learns from
     _, learnt = head_labels("icbm152_t1")
     for feature, region in _all_regions(img, learnt).items():

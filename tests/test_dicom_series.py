@@ -186,9 +186,14 @@ def _dcm2niix(src: Path, dst: Path) -> nib.Nifti1Image:
 # ---------------------------------------------------------------- fixtures
 
 @pytest.fixture(scope="module")
-def head_run(tmp_path_factory):
+def head_series(tmp_path_factory) -> Path:
+    return build_series(tmp_path_factory.mktemp("series") / "Doe_Janet" / "MPRAGE")
+
+
+@pytest.fixture(scope="module")
+def head_run(tmp_path_factory, head_series):
     root = tmp_path_factory.mktemp("head")
-    series = build_series(root / "in" / "Doe_Janet" / "MPRAGE")
+    series = shutil.copytree(head_series, root / "in" / "Doe_Janet" / "MPRAGE")
     build_enhanced(root / "in" / "Doe_Janet" / "enhanced" / "Doe_Janet_enh.dcm")
     out = root / "out"
     rows = run(root / "in", out, RunOptions(key=KEY, defacer=sphere_defacer()))
@@ -302,3 +307,20 @@ def test_log_lists_every_file_without_names(head_run):
     assert len(log) == len(rows)
     assert {r["status"] for r in log} == {"written"}
     assert all("X_private=3" in r["actions"] for r in log)
+
+
+def test_a_head_that_cannot_be_defaced_is_never_written(head_series, tmp_path):
+    """A detector gone wrong (the whole front half called 'nose') must not wipe the brain
+    nor let the face through: the series is reported failed and nothing is written."""
+    def front_half_is_nose(img):
+        labels = np.zeros(img.shape, np.uint8)
+        labels[:, img.shape[1] // 2:, :] = LABELS["nose"]
+        return labels, {}
+
+    inp = shutil.copytree(head_series, tmp_path / "in" / "s")
+    out = tmp_path / "out"
+    rows = run(inp.parent, out, RunOptions(key=KEY, defacer=Defacer(
+        detect=front_half_is_nose, distort=lambda img, labels, seed: deface_image(img, labels, seed=seed))))
+    assert {r.status for r in rows} == {"failed"}
+    assert all("implausible detection" in r.message for r in rows)
+    assert not list(out.rglob("*.dcm"))

@@ -30,6 +30,9 @@ from bids_deface.dicom.uids import Keyed
 
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"  # Media Storage Directory Storage
 LOG_NAME = "bids_deface_dicom_log.tsv"
+# Refuse a volume when the distortions would change more than this share of its voxels:
+# the brain must survive, and a head that cannot be defaced is not written at all.
+MAX_DISTORTED_SHARE = 0.05
 LOG_FIELDS = ("input", "output", "status", "pixels", "actions", "message")
 
 
@@ -234,7 +237,10 @@ def _deface(datasets, keyed: Keyed, defacer: Defacer) -> tuple[bool, str]:
         if grid not in labels_by_grid:  # one detection per geometry (echoes, repetitions)
             labels_by_grid[grid], _ = defacer.detect(img)
         seed = int.from_bytes(keyed.digest("seed", f"{series_uid}/{n}")[:4], "big")
-        defaced_img, _ = defacer.distort(img, labels_by_grid[grid], seed)
+        defaced_img, counts = defacer.distort(img, labels_by_grid[grid], seed)
+        share = sum(counts.values()) / float(np.prod(stack.shape))
+        if share > MAX_DISTORTED_SHARE:  # eyes, nose and ears are a few percent of a head scan
+            raise ValueError(f"implausible detection: {share:.0%} of the volume would be distorted")
         write_stack(stack, _stored_values(defaced_img), cache)
     return True, ""
 

@@ -83,7 +83,9 @@ def _launch(example: str, tmp_path: Path, bids: Path, out: Path) -> dict:
 @pytest.mark.slow
 def test_launch_participant_then_group(tmp_path):
     inv = json.loads((INVOCATIONS / "participant.json").read_text())
-    bids = _dataset(tmp_path / "bids", inv["participant_label"])
+    # one participant more than the example asks for: the label selection must reach the app
+    extra = "99"
+    bids = _dataset(tmp_path / "bids", [*inv["participant_label"], extra])
     out = tmp_path / "out"
 
     _launch("participant.json", tmp_path, bids, out)
@@ -95,11 +97,16 @@ def test_launch_participant_then_group(tmp_path):
         sidecar = json.loads(defaced[0].with_name(defaced[0].name.replace(".nii.gz", ".json")).read_text())
         # the invocation's options reached the app
         assert sidecar["BidsDeface"]["Features"] == inv["features"]
-        assert sidecar["BidsDeface"]["Seed"] == inv["seed"]
         assert "InstitutionName" not in sidecar
+    assert not (out / f"sub-{extra}").exists()
+    # every option of the invocation reached the app: its logged configuration
+    (config_file,) = (out / "logs").glob("bids-deface_*.json")
+    config = json.loads(config_file.read_text())["Config"]
+    assert config["ParticipantLabel"] == inv["participant_label"]
+    assert (config["Seed"], config["NProcs"], config["Features"]) == (inv["seed"], inv["nprocs"], inv["features"])
 
     _launch("group.json", tmp_path, bids, out)
     rows = (out / "group_summary.tsv").read_text().splitlines()
-    assert len(rows) == 1 + len(inv["participant_label"]), rows
+    assert sum("sub-01" in r for r in rows) == 1, rows
     html = (out / "group_summary.html").read_text()
     assert all(f"sub-{s}" in html for s in inv["participant_label"])

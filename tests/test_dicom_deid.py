@@ -275,3 +275,24 @@ def test_accept_burned_in(tmp_path):
     out = tmp_path / "out"
     assert main([str(src), str(out), "--key", KEY, "--no-deface", "--accept-burned-in"]) == 0
     assert {r["status"] for r in _log(out)} == {"written"}
+
+
+def test_clean_descriptors_keeps_descriptions_without_identifying_words(tmp_path):
+    src = pydicom.dcmread(testdata.heudiconv_data() / "phantom.dcm")
+    src.PatientName = "Quagmire^Glenda"
+    src.SeriesDescription = "Quagmire t1 mprage 2016-10-14"
+    src.StudyDescription = "Glenda follow up 20161014"
+    inp = tmp_path / "in"
+    inp.mkdir()
+    src.save_as(inp / "x.dcm")
+    for flag, kept in ((["--clean-descriptors"], True), ([], False)):
+        out = tmp_path / f"out{len(flag)}"
+        assert main([str(inp), str(out), "--key", KEY, "--no-deface", *flag]) == 0
+        ds = pydicom.dcmread(next(out.rglob("*.dcm")))
+        blob = next(out.rglob("*.dcm")).read_bytes()
+        assert b"Quagmire" not in blob and b"Glenda" not in blob and b"2016-10-14" not in blob
+        if kept:
+            assert "t1 mprage" in ds.SeriesDescription and "follow up" in ds.StudyDescription
+            assert "113105" in [i.CodeValue for i in ds.DeidentificationMethodCodeSequence]
+        else:
+            assert "SeriesDescription" not in ds and "StudyDescription" not in ds

@@ -280,8 +280,8 @@ def _identifier_pattern(ds: Dataset) -> re.Pattern | None:
         rule = rules.get(int(elem.tag))
         if elem.VR not in TEXT or elem.VR == "CS" or rule is None:
             continue
-        if rule.basic in ("K",) or "C" in rule.basic:
-            continue
+        if any(action == "C" for _, action in rule.options):
+            continue  # a descriptor itself: cleaned, not a source of identifying words
         values = elem.value if isinstance(elem.value, (list, tuple)) else [elem.value]
         for v in values:
             for word in re.split(r"[\^\s,;/]+", str(v)):

@@ -373,6 +373,8 @@ def derivative_description(source_desc: dict, source_ref: dict) -> dict:
 def raw_description(source_desc: dict) -> dict:
     """The input's ``dataset_description.json`` with our ``GeneratedBy`` entry appended."""
     desc = dict(source_desc)
+    # Said explicitly: with GeneratedBy and no DatasetType, validators take it for a derivative.
+    desc.setdefault("DatasetType", "raw")
     previous = [g for g in desc.get("GeneratedBy", []) if g.get("Name") != "bids-deface"]
     desc["GeneratedBy"] = previous + [generated_by()]
     return desc
@@ -508,8 +510,9 @@ def copy_raw_dataset(bids_dir: Path, output_dir: Path, source_desc: dict, *, sel
     """Everything of the raw layout except the defaced images themselves (the workflow writes those).
 
     Walks ``bids_dir`` (symlinks followed, as in DataLad datasets) and writes into
-    ``output_dir``: sidecars (``*.json``) scrubbed of identifying keys, ``scans.tsv`` and
-    ``sessions.tsv`` acquisition times handled by the policy, NIfTI headers of the images that
+    ``output_dir``: sidecars (``*.json``) scrubbed of identifying keys, ``scans.tsv``,
+    ``sessions.tsv`` and ``participants.tsv`` scrubbed by the policy (acquisition times shifted
+    alike per participant, or dropped; identifying columns removed), NIfTI headers of the images that
     are not defaced (func, dwi, fmap …) cleared with their voxels unchanged, every other file
     copied. Never copied: face-bearing images (only their defaced versions reach the output),
     ``sourcedata/`` (original DICOMs), ``derivatives/``, hidden files and folders (version
@@ -548,7 +551,7 @@ def copy_raw_dataset(bids_dir: Path, output_dir: Path, source_desc: dict, *, sel
                 problems.append(f"{rel}: broken link, its content is not available (datalad get?)")
                 continue
             try:
-                _copy_one(src, dst, rel, source_desc, policy, md)
+                _copy_one(src, dst, rel, source_desc, policy, md, bids_dir)
             except Exception as exc:  # one unreadable file must not stop the copy of the others
                 problems.append(f"{rel}: could not be copied ({exc})")
     ignore = bids_dir / ".bidsignore"
@@ -576,15 +579,26 @@ def _copy_dir(rel_root: PurePosixPath, name: str, subjects, sessions) -> bool:
     return True
 
 
-def _copy_one(src: Path, dst: Path, rel: str, source_desc: dict, policy, md) -> None:
+def _participant_tables(bids_dir: Path, rel: str, src: Path) -> list[Path]:
+    """The scans/sessions tables of ``rel``'s participant: shifting all of them by one offset
+    keeps the intervals between that participant's sessions."""
+    subject = rel.split("/")[0]
+    if not subject.startswith("sub-"):
+        return [src]
+    tables = [*(bids_dir / subject).rglob("*_scans.tsv"), *(bids_dir / subject).glob("*_sessions.tsv")]
+    return sorted(t for t in tables if t.exists())
+
+
+def _copy_one(src: Path, dst: Path, rel: str, source_desc: dict, policy, md, bids_dir: Path) -> None:
     name = src.name
     if rel == "dataset_description.json":
         write_json_atomic(dst, raw_description(source_desc))
     elif name.endswith(".json"):
         metadata, _ = md.scrub_sidecar(json.loads(src.read_text()), policy)
         write_json_atomic(dst, metadata)
-    elif name.endswith(("_scans.tsv", "sessions.tsv")):
-        write_atomic(dst, lambda tmp: md.scrub_scans_tsv(src, tmp, policy))
+    elif name.endswith(("_scans.tsv", "_sessions.tsv")) or rel == "participants.tsv":
+        reference = md.earliest_acq_time(_participant_tables(bids_dir, rel, src))
+        write_atomic(dst, lambda tmp: md.scrub_scans_tsv(src, policy, tmp, reference=reference))
     elif name.endswith(NIFTI_EXTENSIONS):
         import nibabel as nib
 

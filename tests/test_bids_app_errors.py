@@ -27,7 +27,7 @@ BAD = {
     "sub-02/anat/sub-02_T1w.nii.gz": "truncated or corrupt image data",
     "sub-03/anat/sub-03_T1w.nii.gz": "a 2D image (shape (208, 256))",
     "sub-04/anat/sub-04_T1w.nii.gz": "2 volumes (shape (208, 256, 256, 2)); only single 3D volumes can be defaced",
-    "sub-05/anat/sub-05_T1w.nii.gz": "no head with a face found",
+    "sub-05/anat/sub-05_T1w.nii.gz": "no head found",
 }
 
 

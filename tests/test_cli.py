@@ -186,7 +186,7 @@ def test_reorient_and_restore_are_exact_on_a_real_head(tmp_path):
     assert back.header.extensions == img.header.extensions
 
 
-@pytest.mark.parametrize("problem", ["truncated", "2D", "4D"])
+@pytest.mark.parametrize("problem", ["truncated", "2D", "4D", "noise"])
 def test_load_volume_refuses_bad_images_with_one_line(tmp_path, problem):
     data = np.asanyarray(nib.load(fetch_head("pydeface_mean")).dataobj)
     path = tmp_path / "sub-09_T1w.nii.gz"
@@ -197,9 +197,13 @@ def test_load_volume_refuses_bad_images_with_one_line(tmp_path, problem):
     elif problem == "2D":
         nib.save(nib.Nifti1Image(data[:, :, 120], np.eye(4)), path)
         expected = "a 2D image"
-    else:
+    elif problem == "4D":
         nib.save(nib.Nifti1Image(np.stack([data, data], -1), np.eye(4)), path)
         expected = "2 volumes"
+    else:  # the head's own voxels, shuffled: the same values, no head
+        nib.save(nib.Nifti1Image(np.random.default_rng(0).permutation(data.ravel()).reshape(data.shape),
+                                 np.eye(4)), path)
+        expected = "no head found"
     with pytest.raises(InputImageError) as err:
         load_volume(path, "sub-09/anat/sub-09_T1w.nii.gz")
     message = str(err.value)

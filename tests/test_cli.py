@@ -79,6 +79,18 @@ def test_bad_plugin_args_are_refused(tmp_path):
     assert proc.returncode == 2 and "--plugin-args" in proc.stderr
 
 
+def test_workflow_names_the_detector_weights_without_importing_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys; from bids_deface.workflows.deface import shipped_weights; "
+            "print(shipped_weights()); print('torch' in sys.modules)")
+    lines = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    from bids_deface.features.detect import default_weights
+
+    assert lines == [str(default_weights()), "False"]
+
+
 def test_dicom_subcommand_is_dispatched():
     proc = run_cli("dicom", "--help")
     assert proc.returncode == 0

@@ -24,7 +24,8 @@ from bids_deface.images import InputImageError, load_volume, reorient_to_ras, re
 
 
 class _LoadImageInputSpec(BaseInterfaceInputSpec):
-    in_file = traits.Str(mandatory=True, desc="input image (checked here, so no exists=True)")
+    # No exists=True: a missing file or broken link gets our one-line message, not nipype's.
+    in_file = File(mandatory=True, desc="input image")
     source_name = traits.Str(desc="how messages name the image (its path in the dataset)")
 
 
@@ -50,6 +51,8 @@ class LoadImage(SimpleInterface):
 class _DetectInputSpec(BaseInterfaceInputSpec):
     in_file = File(exists=True, mandatory=True, desc="head volume (RAS)")
     source_name = traits.Str(desc="how messages name the image")
+    weights = File(exists=True, desc="detector weights (default: the shipped ones); an input, so "
+                                     "that new weights invalidate cached detections")
     omp_nthreads = traits.Int(1, usedefault=True, desc="threads for the network")
 
 
@@ -79,7 +82,8 @@ class DetectFeatures(SimpleInterface):
 
         torch.set_num_threads(max(1, self.inputs.omp_nthreads))
         name = self.inputs.source_name if isdefined(self.inputs.source_name) else self.inputs.in_file
-        detection = detect_features(nib.load(self.inputs.in_file))
+        weights = self.inputs.weights if isdefined(self.inputs.weights) else None
+        detection = detect_features(nib.load(self.inputs.in_file), weights=weights)
         if not any(detection.components.get(f, 0) for f in ("eyes", "nose", "ears")):
             raise InputImageError(
                 f"{name}: no head with a face found (no eyes, nose or ears detected); "
@@ -136,7 +140,7 @@ class DistortFeatures(SimpleInterface):
 class _RestoreInputSpec(BaseInterfaceInputSpec):
     in_file = File(exists=True, mandatory=True, desc="defaced RAS volume")
     labels_file = File(exists=True, mandatory=True, desc="feature labels on the RAS grid")
-    reference = traits.Str(mandatory=True, desc="the input image, whose grid and header are restored")
+    reference = File(exists=True, mandatory=True, desc="the input image, whose grid and header are restored")
 
 
 class _RestoreOutputSpec(TraitedSpec):

@@ -12,8 +12,8 @@ import os
 import re
 import shutil
 import subprocess
-import uuid
 import sys
+import uuid
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version as _dist_version
 from pathlib import Path, PurePosixPath
@@ -50,8 +50,8 @@ DSEG_ROWS = (  # index, name, abbreviation, color: the label contract of bids_de
 )
 CODE_URL = "https://github.com/bids-deface/bids-deface"
 BIDS_VERSION = "1.10.0"
-# Files and folders that a raw copy never takes from the input: un-defaced processed images,
-# original DICOMs, version-control and converter state (heudiconv keeps names there).
+# Top-level folders a raw copy never takes from the input: original DICOMs and processed
+# images that were never defaced. (Hidden folders, e.g. .git or .heudiconv, are skipped too.)
 RAW_COPY_SKIP = ("sourcedata", "derivatives")
 BIDSIGNORE = ("logs/", "figures/", "*.html", "group_summary.tsv")
 
@@ -137,7 +137,8 @@ def load_bids_filters(path: Path | None) -> dict[str, dict]:
     except (OSError, json.JSONDecodeError) as exc:
         raise SelectionError(f"{path}: cannot read the BIDS filter file ({exc})") from None
     if not isinstance(filters, dict) or not all(isinstance(v, dict) for v in filters.values()):
-        raise SelectionError(f'{path}: a BIDS filter file maps suffixes to filters, e.g. {{"t1w": {{"acquisition": "mprage"}}}}')
+        raise SelectionError(f"{path}: a BIDS filter file maps suffixes to filters, "
+                             '''e.g. {"t1w": {"acquisition": "mprage"}}''')
 
     def convert(value):
         if value is None:
@@ -439,7 +440,8 @@ def defaced_sidecar(metadata: dict, source_relpath: str, prov: dict) -> dict:
 
 def dseg_sidecar(source_relpath: str, prov: dict) -> dict:
     return {
-        "Description": "Eyes, nose and ears found by the bids-deface detector (labels in desc-facialfeatures_dseg.tsv).",
+        "Description": "Eyes, nose and ears found by the bids-deface detector "
+                       "(labels in desc-facialfeatures_dseg.tsv).",
         "Sources": [bids_uri(source_relpath)],
         "SpatialReference": bids_uri(source_relpath),
         "Manual": False,

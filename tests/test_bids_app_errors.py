@@ -1,9 +1,10 @@
 """End to end: bad inputs among good ones.
 
 A truncated NIfTI, a 2D image, a two-volume 4D image and an image of air without a head sit
-beside one real head (with a singleton fourth axis and a scale factor, which is fine). Each bad image gets one clear line naming it, the real head is still
-defaced, the run ends with a summary and a non-zero exit, the work directory stays private,
-and the group level reports every image with its error.
+beside one real head (with a singleton fourth axis and a scale factor, which is fine). Each
+bad image gets one clear line naming it, the real head is still defaced, the run ends with a
+summary and a non-zero exit, the work directory stays private, and the group level reports
+every image with its error.
 """
 
 from __future__ import annotations

@@ -58,9 +58,10 @@ def raw_run(tmp_path_factory):
         "sub-01/func/sub-01_task-rest_bold.json": json.dumps({"TaskName": "rest", "RepetitionTime": 2.0}),
         "task-rest_bold.json": json.dumps({"TaskName": "rest", "InstitutionName": "St Mungo Hospital",
                                            "StationName": "MN213418"}),
-        "sub-01/sub-01_scans.tsv": ("filename\tacq_time\toperator\n"
-                                    f"anat/sub-01_T1w.nii.gz\t{PLANTED['acq_time']}\t{PLANTED['OperatorsName']}\n"
-                                    f"func/sub-01_task-rest_bold.nii.gz\t2019-03-14T15:45:00\t{PLANTED['OperatorsName']}\n"),
+        "sub-01/sub-01_scans.tsv": (
+            "filename\tacq_time\toperator\n"
+            f"anat/sub-01_T1w.nii.gz\t{PLANTED['acq_time']}\t{PLANTED['OperatorsName']}\n"
+            f"func/sub-01_task-rest_bold.nii.gz\t2019-03-14T15:45:00\t{PLANTED['OperatorsName']}\n"),
         "participants.tsv": f"participant_id\tage\tname\nsub-01\t30\t{PLANTED['PatientName']}\nsub-02\t41\tn/a\n",
         "sourcedata/sub-01/IM0001.dcm": b"DICM" + PLANTED["PatientName"].encode(),
         "derivatives/old/dataset_description.json": json.dumps({"Name": "old", "BIDSVersion": "1.10.0",

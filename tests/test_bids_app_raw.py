@@ -154,12 +154,14 @@ def test_no_identifying_value_in_any_output_byte(raw_run):
 
 
 def test_rerun_is_identical(raw_run, tmp_path):
+    """A rerun (of one participant, to save time) over the existing copy rewrites the same bytes."""
     root, out, proc = raw_run
 
     def files():
         return {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*")
                 if p.is_file() and not p.relative_to(out).as_posix().startswith("logs/")}
     first = files()
-    again = run_cli(root, out, "participant", "--output-layout", "raw", "--nprocs", "2", "-w", tmp_path / "w")
+    again = run_cli(root, out, "participant", "--output-layout", "raw", "--nprocs", "2", "-w", tmp_path / "w",
+                    "--participant-label", "02")
     assert again.returncode == 0, again.stderr[-3000:]
     assert files() == first

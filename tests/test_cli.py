@@ -170,6 +170,18 @@ def test_raw_copy_never_takes_an_anatomical_image_as_it_is():
     assert not bids.is_face_image("sub-01_T1w.json", faces, "sub-01/anat")
 
 
+def test_generated_by_names_the_container_when_run_in_one(monkeypatch):
+    monkeypatch.delenv("BIDS_DEFACE_CONTAINER", raising=False)
+    monkeypatch.delenv("APPTAINER_CONTAINER", raising=False)
+    monkeypatch.delenv("SINGULARITY_CONTAINER", raising=False)
+    assert "Container" not in bids.generated_by()
+    monkeypatch.setenv("BIDS_DEFACE_CONTAINER", '{"Type": "docker", "Tag": "bids-deface:0.1.0"}')
+    assert bids.generated_by()["Container"] == {"Type": "docker", "Tag": "bids-deface:0.1.0"}
+    monkeypatch.setenv("APPTAINER_CONTAINER", "/images/bids-deface.sif")
+    assert bids.generated_by()["Container"] == {"Type": "singularity", "Tag": "bids-deface:0.1.0",
+                                                "URI": "bids-deface.sif"}
+
+
 # ---------------------------------------------------------------------------- exact image I/O
 
 def test_reorient_and_restore_are_exact_on_a_real_head(tmp_path):

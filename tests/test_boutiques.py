@@ -47,6 +47,15 @@ def test_descriptor_matches_cli():
     assert not missing, f"descriptor flags unknown to bids-deface --help: {missing}"
     level = next(i for i in desc["inputs"] if i["id"] == "analysis_level")
     assert level["value-choices"] == ["participant", "group"]
+    # and every option of the CLI is described (console-only ones aside)
+    from bids_deface.cli.parser import build_parser
+
+    undescribed = sorted(
+        action.option_strings[0] for action in build_parser()._actions
+        if action.option_strings and action.dest not in ("help", "version", "verbose")
+        and not flags & set(action.option_strings)
+    )
+    assert not undescribed, f"CLI options missing from {DESCRIPTOR.name}: {undescribed}"
 
 
 @pytest.mark.parametrize("name", ["participant.json", "group.json"])

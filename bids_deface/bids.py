@@ -302,6 +302,13 @@ def record_path(image: FaceImage) -> str:
     return f"logs/images/{image.stem}.json"
 
 
+def qc_paths(image: FaceImage, qc_dir: Path) -> tuple[Path, Path]:
+    """(figures folder, QC result file) of an image under ``qc_dir``: ``sub-<label>/figures/``
+    and ``sub-<label>/<stem>_qc.json``; the reports are ``sub-<label>.html`` and ``index.html``."""
+    participant = Path(qc_dir) / f"sub-{image.subject}"
+    return participant / "figures", participant / f"{image.stem}_qc.json"
+
+
 # ---------------------------------------------------------------------------- dataset files
 
 def container_info() -> dict | None:
@@ -410,9 +417,9 @@ def merged_bidsignore(existing: str | None) -> str:
 # ---------------------------------------------------------------------------- sidecars and records
 
 def provenance(*, source_relpath: str, features, seed: int, model_sha256: str, voxel_counts: dict,
-               confidence: dict, components: dict, warnings, removed_keys, cleared_fields) -> dict:
+               confidence: dict, components: dict, warnings, removed_keys, cleared_fields, qc=None) -> dict:
     """What was done to one image: names and numbers only, never a metadata value."""
-    return {
+    prov = {
         "Version": package_version(),
         "ModelSHA256": model_sha256,
         "Features": list(features),
@@ -424,6 +431,15 @@ def provenance(*, source_relpath: str, features, seed: int, model_sha256: str, v
         "ScrubbedSidecarKeys": sorted(removed_keys),
         "ClearedNiftiFields": sorted(cleared_fields),
     }
+    if qc is not None:  # the verdicts of bids_deface.qc.run_qc
+        prov["QC"] = {
+            "FaceDetectedAfter": qc.get("face_detected_after"),
+            "FaceDetectedBefore": qc.get("face_detected_before"),
+            "BrainVoxelsChanged": qc.get("brain_voxels_changed"),
+            "Failures": list(qc.get("failures", [])),
+            "Flags": list(qc.get("flags", [])),
+        }
+    return prov
 
 
 def defaced_sidecar(metadata: dict, source_relpath: str, prov: dict) -> dict:

@@ -23,7 +23,7 @@ COLUMNS = (
     *(f"{f}_found" for f in bids.FEATURES),
     *(f"{f}_voxels" for f in bids.FEATURES),
     *(f"{f}_confidence" for f in bids.FEATURES),
-    "features", "warnings", "error", "output",
+    "face_detected_after", "brain_voxels_changed", "features", "warnings", "error", "output",
 )
 
 
@@ -58,6 +58,8 @@ def summary_rows(records: dict[str, dict], images: list[bids.FaceImage] | None =
             "warnings": "; ".join(prov.get("Warnings", [])),
             "error": record.get("Error", ""),
             "output": record.get("Outputs", {}).get("image", ""),
+            "face_detected_after": _yes_no(prov.get("QC", {}).get("FaceDetectedAfter")),
+            "brain_voxels_changed": prov.get("QC", {}).get("BrainVoxelsChanged", ""),
         }
         for feature in bids.FEATURES:
             row[f"{feature}_found"] = prov.get("DetectedComponents", {}).get(feature, "")
@@ -65,6 +67,10 @@ def summary_rows(records: dict[str, dict], images: list[bids.FaceImage] | None =
             row[f"{feature}_confidence"] = prov.get("DetectorConfidence", {}).get(feature, "")
         rows.append(row)
     return rows
+
+
+def _yes_no(value) -> str:
+    return "" if value is None else ("yes" if value else "no")
 
 
 def _entities(relpath: str) -> tuple[dict, str]:
@@ -111,6 +117,32 @@ def summary_html(rows: list[dict], title: str) -> str:
     )
 
 
+def write_qc_reports(qc_dir: Path, output_dir: Path, participants=None) -> list[Path]:
+    """``sub-<label>.html`` for each participant (those given, or all) and ``index.html``, in
+    ``qc_dir``, from the QC results there and the per-image records (for errors)."""
+    from bids_deface.qc import write_group_index, write_participant_report
+
+    entries: dict[str, list[dict]] = {}
+    for relpath, record in read_records(output_dir).items():
+        pairs, _ = _entities(relpath)
+        subject, stem = pairs.get("sub", ""), bids.strip_extension(Path(relpath).name)
+        result = qc_dir / f"sub-{subject}" / f"{stem}_qc.json"
+        entry = json.loads(result.read_text()) if result.is_file() else {"image": stem}
+        if record.get("Error"):
+            entry["error"] = record["Error"]
+        elif not result.is_file():
+            continue  # defaced by a run without QC
+        entries.setdefault(subject, []).append(entry)
+    written, rows = [], []
+    for subject, images in sorted(entries.items()):
+        report = qc_dir / f"sub-{subject}.html"
+        if participants is None or subject in participants:
+            written.append(write_participant_report(report, f"sub-{subject}", images))
+        rows += [{**image, "participant": f"sub-{subject}", "report": str(report)} for image in images]
+    written.append(write_group_index(qc_dir / "index.html", rows))
+    return written
+
+
 def run_group(opts) -> int:
     """``bids-deface bids_dir output_dir group``: write the summary; 0 when written."""
     output_dir = opts.output_dir
@@ -130,6 +162,9 @@ def run_group(opts) -> int:
     bids.write_text_atomic(output_dir / SUMMARY_TSV, summary_tsv(rows))
     title = f"bids-deface summary: {output_dir.name}"
     bids.write_text_atomic(output_dir / SUMMARY_HTML, summary_html(rows, title))
+    if opts.qc_dir is not None:
+        reports = write_qc_reports(opts.qc_dir, output_dir)
+        LOGGER.info("QC reports (they show the original face: do not share them): %s", reports[-1])
     failed = sum(row["status"] in ("failed", "not processed") for row in rows)
     LOGGER.info("%d image(s) summarised (%d failed or not processed): %s, %s", len(rows), failed,
                 output_dir / SUMMARY_TSV, output_dir / SUMMARY_HTML)

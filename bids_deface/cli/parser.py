@@ -117,6 +117,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="derivative (default): a BIDS derivative dataset with desc-defaced images, "
                           "feature labels and provenance; raw: a complete copy of the input dataset "
                           "with every face-bearing image defaced under its own name, ready to upload")
+    out.add_argument("--qc-dir", type=Path, metavar="DIR",
+                     help="run quality control (3D renders before/after, face detectors, brain-voxel "
+                          "check; ~10 s per image) and write its figures, sub-<label>.html and "
+                          "index.html to DIR, which must lie outside output_dir and bids_dir: they show "
+                          "the original face. An image on which a face is still found is not written "
+                          "and counts as failed")
 
     run = parser.add_argument_group("execution")
     run.add_argument("-w", "--work-dir", type=Path, metavar="DIR",
@@ -153,6 +159,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         work = opts.work_dir.absolute().resolve()
         if work == real_in or real_in in work.parents:
             parser.error(f"work dir {opts.work_dir} is inside bids_dir {opts.bids_dir}")
+    if opts.qc_dir is not None:
+        qc = opts.qc_dir.absolute().resolve()
+        for name, root in (("bids_dir", real_in), ("output_dir", real_out)):
+            if qc == root or root in qc.parents:
+                parser.error(f"--qc-dir {opts.qc_dir} is inside {name}: QC figures show the original face, "
+                             "keep them apart from the data you share")
+        opts.qc_dir = opts.qc_dir.absolute()
     opts.bids_dir, opts.output_dir = bids_dir, output_dir
     opts.work_dir = opts.work_dir.absolute() if opts.work_dir is not None else None
     opts.features = list(dict.fromkeys(opts.features))

@@ -114,6 +114,13 @@ def run_participant(opts, argv: list[str]) -> int:
             _write_json(output_dir / bids.record_path(image), bids.image_record(
                 source_relpath=image.relpath, status="failed", error=failures[image.relpath]))
 
+    if opts.qc_dir is not None:
+        from bids_deface.group import write_qc_reports
+
+        reports = write_qc_reports(opts.qc_dir, output_dir, participants={image.subject for image in images})
+        LOGGER.info("QC reports (they show the original face: do not share them): %s",
+                    ", ".join(str(p) for p in reports))
+
     ok = not failures and not problems
     if ok and not opts.keep_work:
         _remove_work(work_dir, created)
@@ -154,6 +161,7 @@ def _config(opts, run_id, images, work_dir, omp) -> dict:
         "NProcs": opts.nprocs,
         "OmpNThreads": omp,
         "SkipBidsValidation": opts.skip_bids_validation,
+        "QcDir": str(opts.qc_dir) if opts.qc_dir else None,
         "Images": [image.relpath for image in images],
     }
 
@@ -195,7 +203,8 @@ def _run_workflow(opts, images, work_dir: Path, omp: int) -> dict[str, str]:
 
     wf, by_name = init_bids_deface_wf(
         images=images, output_dir=opts.output_dir, output_layout=opts.output_layout, features=opts.features,
-        seed=opts.seed, omp_nthreads=omp, policy_file=opts.metadata_policy, margins=_margins(opts))
+        seed=opts.seed, omp_nthreads=omp, policy_file=opts.metadata_policy, margins=_margins(opts),
+        qc_dir=opts.qc_dir)
     wf.base_dir = str(work_dir)
     wf.config["execution"].update(execution)
     plugin_args = dict(opts.plugin_args)
@@ -237,7 +246,8 @@ def _error_line(traceback_text: str, relpath: str, node: str) -> str:
     for line in traceback_text.splitlines():
         match = _ERROR_LINE.match(line)
         if match and not match.group(1).startswith("NodeExecution"):
-            message = match.group(2).strip() if match.group(1) == "InputImageError" \
+            # our own errors name the image and the problem already
+            message = match.group(2).strip() if match.group(1) in ("InputImageError", "QualityCheckError") \
                 else f"{match.group(1)}: {match.group(2).strip()}"
     step = node.rsplit(".", 1)[-1]
     if message is None:

@@ -32,6 +32,8 @@ class _SinkInputSpec(BaseInterfaceInputSpec):
     warnings = traits.List(traits.Str)
     removed_keys = traits.List(traits.Str)
     cleared_fields = traits.List(traits.Str)
+    qc = traits.Dict(desc="bids_deface.qc.run_qc's result, when QC ran")
+    qc_json = traits.Str(desc="where to keep that result for the QC reports (outside output_dir)")
 
 
 class _SinkOutputSpec(TraitedSpec):
@@ -39,11 +41,16 @@ class _SinkOutputSpec(TraitedSpec):
     out_record = File(desc="the per-image record")
 
 
+class QualityCheckError(RuntimeError):
+    """QC still finds a face on the defaced image: it must not be released."""
+
+
 class DefacedSink(SimpleInterface):
     """Write the defaced image (+ sidecar, + labels in the derivative layout) and its record.
 
     Every file goes to a temporary hidden name first and is renamed into place, so an
     interrupted run leaves either the previous file or the new one, never half a file.
+    When QC ran and still finds a face, nothing is written to the output and the image fails.
     """
 
     input_spec = _SinkInputSpec
@@ -62,7 +69,16 @@ class DefacedSink(SimpleInterface):
             model_sha256=inp.model_sha256, voxel_counts=opt("voxel_counts") or {},
             confidence=opt("confidence") or {}, components=opt("components") or {},
             warnings=opt("warnings") or [], removed_keys=opt("removed_keys") or [],
-            cleared_fields=opt("cleared_fields") or [])
+            cleared_fields=opt("cleared_fields") or [], qc=opt("qc"))
+        qc = opt("qc")
+        if qc is not None:
+            if opt("qc_json"):  # the report's extra facts: names and numbers only
+                write_json_atomic(Path(inp.qc_json), {**qc, "distorted_voxels": prov["VoxelCounts"],
+                                                      "feature_confidence": prov["DetectorConfidence"],
+                                                      "scrubbed_keys": prov["ScrubbedSidecarKeys"]})
+            if qc.get("failed"):
+                raise QualityCheckError(f"{inp.source_relpath}: not written, QC still finds a face: "
+                                        + "; ".join(qc.get("failures", [])))
         image = root / inp.out_image
         defaced = nib.load(inp.defaced_file)
         write_atomic(image, lambda tmp: save_exact(defaced, tmp))

@@ -30,7 +30,7 @@ def workflow_name(image: bids.FaceImage, taken: set[str]) -> str:
 
 
 def init_bids_deface_wf(*, images, output_dir, output_layout="derivative", features=bids.FEATURES, seed=0,
-                        omp_nthreads=1, policy_file=None, margins=None, name="bids_deface_wf"):
+                        omp_nthreads=1, policy_file=None, margins=None, qc_dir=None, name="bids_deface_wf"):
     """One :func:`init_deface_wf` per image, all in one workflow.
 
     Parameters
@@ -40,6 +40,7 @@ def init_bids_deface_wf(*, images, output_dir, output_layout="derivative", featu
     output_layout : ``"derivative"`` (``…_desc-defaced_<suffix>`` + labels) or ``"raw"`` (the
         input's own names; sidecars are written by the raw copy, not here).
     features, seed, omp_nthreads, policy_file, margins : see :func:`init_deface_wf`.
+    qc_dir : run QC and keep its figures and results here (see :func:`bids.qc_paths`).
 
     Returns
     -------
@@ -51,7 +52,7 @@ def init_bids_deface_wf(*, images, output_dir, output_layout="derivative", featu
     for image in images:
         paths = bids.derivative_paths(image) if output_layout == "derivative" else bids.raw_paths(image)
         sub = init_deface_wf(features=features, omp_nthreads=omp_nthreads, policy_file=policy_file,
-                             margins=margins, name=workflow_name(image, taken))
+                             margins=margins, qc=qc_dir is not None, name=workflow_name(image, taken))
         inputs = sub.get_node("inputnode").inputs
         inputs.in_file = str(image.path)
         inputs.source_relpath = image.relpath
@@ -63,6 +64,10 @@ def init_bids_deface_wf(*, images, output_dir, output_layout="derivative", featu
         inputs.out_dseg = paths.dseg or ""
         inputs.out_dseg_sidecar = paths.dseg_sidecar or ""
         inputs.out_record = paths.record
+        inputs.stem = image.stem
+        if qc_dir is not None:
+            figures, result = bids.qc_paths(image, qc_dir)
+            inputs.qc_figures_dir, inputs.qc_json = str(figures), str(result)
         wf.add_nodes([sub])
         by_name[sub.name] = image
     return wf, by_name

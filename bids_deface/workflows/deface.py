@@ -19,13 +19,13 @@ def shipped_weights() -> str:
 
 
 INPUT_FIELDS = ("in_file", "source_relpath", "metadata", "seed", "output_dir", "out_image", "out_sidecar",
-                "out_dseg", "out_dseg_sidecar", "out_record")
+                "out_dseg", "out_dseg_sidecar", "out_record", "stem", "qc_figures_dir", "qc_json")
 
 
 def init_deface_wf(*, features=FEATURES, omp_nthreads: int = 1, policy_file: str | None = None,
-                   margins: dict | None = None, name: str = "deface_wf"):
+                   margins: dict | None = None, qc: bool = False, name: str = "deface_wf"):
     """Deface one image: load → reorient to RAS → detect → distort → restore the input grid →
-    scrub metadata → write.
+    scrub metadata → (QC →) write.
 
     Parameters
     ----------
@@ -34,19 +34,23 @@ def init_deface_wf(*, features=FEATURES, omp_nthreads: int = 1, policy_file: str
     policy_file : a user sidecar policy extending or overriding the shipped one.
     margins : distortion parameters (``eye_box_margin_mm``, ``eye_surface_band_vox``,
         ``nose_box_scale``); the paper's defaults when absent.
+    qc : run :class:`bids_deface.interfaces.qc.QC` (renders, face check, brain check) on the
+        defaced image before writing it; the sink refuses an image on which a face remains.
 
     Inputs (``inputnode``)
     ----------------------
     in_file : the input image; source_relpath : its path in the input dataset;
     metadata : its sidecar metadata after inheritance; seed : seed of the ear noise;
     output_dir, out_image, out_sidecar, out_dseg, out_dseg_sidecar, out_record : where the
-    sink writes (paths relative to output_dir; the optional ones may be empty).
+    sink writes (paths relative to output_dir; the optional ones may be empty);
+    stem, qc_figures_dir, qc_json : the image's name without extension, and where QC writes its
+    figures and result (outside output_dir: they show the original face).
 
     Outputs (``outputnode``)
     ------------------------
     in_file : the input image; defaced_file : the defaced image in the output dataset;
     labels_file : the feature labels on the input grid (work directory);
-    record : the per-image record. A QC step compares ``in_file`` with ``defaced_file``.
+    record : the per-image record.
     """
     wf = pe.Workflow(name=name)
     inputnode = pe.Node(niu.IdentityInterface(fields=list(INPUT_FIELDS)), name="inputnode")
@@ -89,5 +93,17 @@ def init_deface_wf(*, features=FEATURES, omp_nthreads: int = 1, policy_file: str
         (sink, outputnode, [("out_file", "defaced_file"), ("out_record", "record")]),
         (restore, outputnode, [("out_labels", "labels_file")]),
     ])
-    # QC (renders before/after, face check, brain check) plugs in here, fed by outputnode.
+    if qc:
+        from bids_deface.interfaces.qc import QC
+
+        # Between scrubbing and writing: an image on which QC still finds a face never
+        # reaches the output.
+        qc_node = pe.Node(QC(), name="qc", mem_gb=2.0)
+        wf.connect([
+            (inputnode, qc_node, [("in_file", "original"), ("stem", "stem"), ("qc_figures_dir", "figures_dir")]),
+            (scrub, qc_node, [("out_file", "defaced")]),
+            (restore, qc_node, [("out_labels", "labels")]),
+            (qc_node, sink, [("qc", "qc")]),
+            (inputnode, sink, [("qc_json", "qc_json")]),
+        ])
     return wf

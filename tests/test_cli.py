@@ -50,6 +50,12 @@ def test_output_inside_bids_dir_is_refused(main_dataset):
     assert not (main_dataset / "derivatives").exists()
 
 
+def test_qc_dir_inside_the_output_is_refused(main_dataset, tmp_path):
+    proc = run_cli(main_dataset, tmp_path / "out", "participant", "--qc-dir", tmp_path / "out" / "qc")
+    assert proc.returncode == 2
+    assert "--qc-dir" in proc.stderr and "inside output_dir" in proc.stderr and "original face" in proc.stderr
+
+
 def test_unknown_participant_label_is_named(main_dataset, tmp_path):
     proc = run_cli(main_dataset, tmp_path / "out", "participant", "--participant-label", "sub-01", "99",
                    "--skip-bids-validation")

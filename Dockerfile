@@ -41,14 +41,18 @@ ARG TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu"
 ARG PIP_CERT
 
 # Dependencies first, from pyproject.toml alone, so that a rebuild after a source change reuses them.
-COPY pyproject.toml README.md /src/
+# (pyproject.toml names README.md as the long description: an empty stand-in will do here, and
+# an edit of the README then costs no reinstall)
+COPY pyproject.toml /src/
 RUN --mount=type=bind,from=wheels,source=/wheels,target=/wheels \
-    python3 -m venv /opt/venv \
+    touch /src/README.md \
+ && python3 -m venv /opt/venv \
  && /opt/venv/bin/pip install --upgrade pip \
  && /opt/venv/bin/pip install ${TORCH_PIP_ARGS} "${TORCH_SPEC}" \
  && /opt/venv/bin/pip install /src \
  && /opt/venv/bin/pip uninstall -y bids-deface
 
+COPY README.md /src/
 COPY bids_deface /src/bids_deface
 RUN /opt/venv/bin/pip install --no-deps /src \
  && /opt/venv/bin/pip check \

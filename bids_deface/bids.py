@@ -533,8 +533,8 @@ def copy_raw_dataset(bids_dir: Path, output_dir: Path, source_desc: dict, *, sel
 
     Walks ``bids_dir`` (symlinks followed, as in DataLad datasets) and writes into
     ``output_dir``: sidecars (``*.json``) scrubbed of identifying keys, ``scans.tsv``,
-    ``sessions.tsv`` and ``participants.tsv`` scrubbed by the policy (acquisition times shifted
-    alike per participant, or dropped; identifying columns removed), NIfTI headers of the images that
+    ``sessions.tsv``, ``participants.tsv`` and ``phenotype/*.tsv`` scrubbed by the policy
+    (acquisition times shifted alike per participant, or dropped; identifying columns removed), NIfTI headers of the images that
     are not defaced (func, dwi, fmap …) cleared with their voxels unchanged, every other file
     copied. Never copied: face-bearing images, and any other image in an ``anat`` folder but a
     defacing mask (only defaced versions reach the output),
@@ -619,7 +619,8 @@ def _copy_one(src: Path, dst: Path, rel: str, source_desc: dict, policy, md, bid
     elif name.endswith(".json"):
         metadata, _ = md.scrub_sidecar(json.loads(src.read_text()), policy)
         write_json_atomic(dst, metadata)
-    elif name.endswith(("_scans.tsv", "_sessions.tsv")) or rel == "participants.tsv":
+    elif name.endswith(("_scans.tsv", "_sessions.tsv")) or rel == "participants.tsv" \
+            or (rel.startswith("phenotype/") and name.endswith(".tsv")):
         reference = md.earliest_acq_time(_participant_tables(bids_dir, rel, src))
         write_atomic(dst, lambda tmp: md.scrub_scans_tsv(src, policy, tmp, reference=reference))
     elif name.endswith(NIFTI_EXTENSIONS):

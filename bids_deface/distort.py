@@ -6,11 +6,20 @@ on the same grid (0 background, 1 eyes, 2 nose, 3 ears; see ``bids_deface.featur
 * eyes: a box over the periocular area around each eye (the eye's bounding box plus
   ``eye_box_margin_mm``); inside it, the face surface (the first tissue voxel met when
   coming from the front) and the voxels within ``eye_surface_band_vox`` of it along the
-  anterior axis are set to one skin-like intensity (the median of the skin in those bands);
+  anterior axis are set to one skin-like intensity, as in the paper. The paper's band
+  flattens the *intensity* but keeps the *shape*: in a 3D render the eyelids and sockets
+  stay, and face detectors still find them. So the air in front of the surface, up to the
+  box's anterior face, gets the same intensity (``eye_fill``): each box shows one flat face;
 * nose: the nose's bounding box with each half-extent multiplied by ``nose_box_scale``
-  around its centre, set to zero (see ``nose_posterior_scale`` for the side facing the brain);
+  around its centre, set to zero (see ``nose_posterior_scale`` for the side facing the brain).
+  Zeroing alone opens the nasal cavity and sinuses, which render as a skull's face (eye
+  sockets and a nose hole), so the box's posterior ``nose_wall_mm`` are set to the
+  skin-like intensity: a flat wall closes the hole;
 * ears: the ear voxels, replaced by values drawn (seeded) from the image's own air background
   (the air voxels of the volume's border; zero if the border holds no air).
+
+The skin-like intensity is one stored value per image: the median of the tissue 1-4 mm
+beneath the face surface in the eye and nose boxes (``SKIN_DEPTH_MM``).
 
 Everything works on the stored (unscaled) values in the image's own voxel grid and
 orientation: the anterior voxel axis is read from the affine, the output keeps dtype,
@@ -38,16 +47,35 @@ NOSE_BOX_SCALE = 2.0
 # a deep nose detection on MNI152 2009c reaches the brain mask (tests/test_distort.py), so
 # by default the box keeps the nose's own posterior bound; set 2.0 for the paper's box.
 NOSE_POSTERIOR_SCALE = 1.0
+# Ours, so that a 3D render shows no face (benchmarks/bench_qc.py; False / 0 turn them off).
+EYE_FILL = True
+# Thick enough for a renderer that needs two voxels above its threshold in a row.
+NOSE_WALL_MM = 3.0
+# Where the skin-like intensity is sampled, mm beneath the face surface: the surface voxel is
+# partly air, and on average heads, whose skin fades over several voxels, barely brighter.
+SKIN_DEPTH_MM = (1.0, 4.0)
 # Nose or eye components smaller than this fraction of the largest are ignored as specks.
 MIN_COMPONENT_FRACTION = 0.1
 
 
 @dataclass(frozen=True)
 class Params:
+    """The operators' parameters (keywords of :func:`deface_image` and :func:`distortion_mask`).
+
+    ``eye_box_margin_mm``: periocular box around each eye's bounding box;
+    ``eye_surface_band_vox``: voxels on each side of the face surface set to skin;
+    ``eye_fill``: also the air between the surface and the box's anterior face (False: the
+    paper's band only); ``nose_box_scale``: factor on the nose box's half-extents;
+    ``nose_posterior_scale``: the same towards the brain; ``nose_wall_mm``: skin wall at the
+    back of the zeroed nose box (0: the paper's plain zeroing).
+    """
+
     eye_box_margin_mm: float = EYE_BOX_MARGIN_MM
     eye_surface_band_vox: int = EYE_SURFACE_BAND_VOX
+    eye_fill: bool = EYE_FILL
     nose_box_scale: float = NOSE_BOX_SCALE
     nose_posterior_scale: float = NOSE_POSTERIOR_SCALE
+    nose_wall_mm: float = NOSE_WALL_MM
 
 
 def _name(img) -> str:
@@ -201,32 +229,71 @@ def eye_boxes(labels: np.ndarray, zooms, margin_mm: float) -> list[tuple[slice, 
     return boxes
 
 
-def face_surface_band(tissue: np.ndarray, box: tuple[slice, ...], ant: tuple[int, int], band: int) -> np.ndarray:
-    """Voxels of ``box`` within ``band`` voxels (along the anterior axis) of the face surface.
-
-    ``tissue`` is the full-volume tissue mask; the surface in each front-back column of the
-    box is the first tissue voxel met coming from the front of the volume (so a surface in
-    front of the box is found, and then lies outside it). Returns a mask of ``box``'s shape.
-    """
+def _columns_from_front(mask: np.ndarray, box: tuple[slice, ...], ant: tuple[int, int]) -> tuple[np.ndarray, int]:
+    """``mask`` over ``box``'s front-back columns, each run from the front edge of the volume
+    to the back of the box, with index 0 at the front; and how many of those indices lie in
+    front of the box."""
     axis, sign = ant
-    # The column runs from the box's back to the front edge of the volume.
     ray = list(box)
-    ray[axis] = slice(box[axis].start, tissue.shape[axis]) if sign > 0 else slice(0, box[axis].stop)
-    sub = tissue[tuple(ray)]
-    # Coordinates with index 0 at the front.
+    ray[axis] = slice(box[axis].start, mask.shape[axis]) if sign > 0 else slice(0, box[axis].stop)
+    sub = mask[tuple(ray)]
     front = np.flip(sub, axis) if sign > 0 else sub
+    return front, front.shape[axis] - (box[axis].stop - box[axis].start)
+
+
+def _back_to_box(front: np.ndarray, ant: tuple[int, int], ahead: int) -> np.ndarray:
+    """Inverse of :func:`_columns_from_front` for a mask: the part of the columns inside the box."""
+    axis, sign = ant
+    keep = [slice(None)] * 3
+    keep[axis] = slice(ahead, None)
+    inside = front[tuple(keep)]
+    return np.flip(inside, axis) if sign > 0 else inside
+
+
+def face_surface_depth(tissue: np.ndarray, box: tuple[slice, ...], ant: tuple[int, int]):
+    """Depth of the face surface in each front-back column of ``box``.
+
+    The surface is the first tissue voxel met coming from the front of the volume (so a
+    surface in front of the box is found, and then lies outside it). Returns
+    ``(depth, has_surface, ahead, length)``: depth in voxels from the front edge of the volume
+    (2D, over the box's other two axes), where a column has tissue, how many of those voxels
+    lie in front of the box, and the column length (to the back of the box).
+    """
+    axis, _ = ant
+    front, ahead = _columns_from_front(tissue, box, ant)
     # Specks of bright noise in the air are not the face.
     front = ndi.binary_opening(front, structure=ndi.generate_binary_structure(3, 1))
-    has_surface = front.any(axis=axis, keepdims=True)
-    surface = np.argmax(front, axis=axis, keepdims=True)
-    depth = np.arange(front.shape[axis]).reshape([-1 if a == axis else 1 for a in range(3)])
-    near = (np.abs(depth - surface) <= band) & has_surface
-    near = np.flip(near, axis) if sign > 0 else near
-    # Back to the box: drop the part of the column in front of it.
-    keep = [slice(None)] * 3
-    length = box[axis].stop - box[axis].start
-    keep[axis] = slice(0, length) if sign > 0 else slice(near.shape[axis] - length, None)
-    return near[tuple(keep)]
+    return front.argmax(axis=axis), front.any(axis=axis), ahead, front.shape[axis]
+
+
+def _depth_range_mask(lo: np.ndarray, hi: np.ndarray, ok: np.ndarray, axis: int, length: int) -> np.ndarray:
+    """3D mask, index 0 at the front along ``axis``: columns where ``ok``, depths lo..hi inclusive."""
+    depth = np.arange(length).reshape([-1 if a == axis else 1 for a in range(3)])
+    lo, hi, ok = (np.expand_dims(x, axis) for x in (lo, hi, ok))
+    return (depth >= lo) & (depth <= hi) & ok
+
+
+def eye_region(tissue: np.ndarray, box: tuple[slice, ...], ant: tuple[int, int], band: int,
+               fill: bool = True) -> np.ndarray:
+    """Voxels of a periocular ``box`` that the eye operator sets to skin: a mask of ``box``'s shape.
+
+    The voxels within ``band`` voxels (along the anterior axis) of the face surface, as in the
+    paper; with ``fill``, also the air in front of the surface up to the box's anterior face,
+    so that sockets, eyelids and brows vanish behind one flat face in a 3D render.
+    """
+    axis, _ = ant
+    depth, has, ahead, length = face_surface_depth(tissue, box, ant)
+    # ``ahead`` is the box's anterior face, in depths counted from the front of the volume
+    top = np.minimum(depth - band, ahead) if fill else depth - band
+    return _back_to_box(_depth_range_mask(top, depth + band, has, axis, length), ant, ahead)
+
+
+def skin_layer(tissue: np.ndarray, box: tuple[slice, ...], ant: tuple[int, int], zooms) -> np.ndarray:
+    """Voxels of ``box`` from ``SKIN_DEPTH_MM[0]`` to ``SKIN_DEPTH_MM[1]`` beneath the face surface (a mask of ``box``'s shape)."""
+    axis, _ = ant
+    lo, hi = (int(np.ceil(mm / float(zooms[axis]) - 1e-4)) for mm in SKIN_DEPTH_MM)
+    depth, has, ahead, length = face_surface_depth(tissue, box, ant)
+    return _back_to_box(_depth_range_mask(depth + lo, depth + hi, has, axis, length), ant, ahead)
 
 
 def nose_box(labels: np.ndarray, ant: tuple[int, int], scale: float, posterior_scale: float) -> tuple[slice, ...] | None:
@@ -249,6 +316,18 @@ def nose_box(labels: np.ndarray, ant: tuple[int, int], scale: float, posterior_s
     return tuple(box)
 
 
+def nose_wall(box: tuple[slice, ...], ant: tuple[int, int], zooms, wall_mm: float) -> tuple[slice, ...] | None:
+    """The posterior slab of the nose ``box``, ``wall_mm`` thick (at least 2 voxels), or None if ``wall_mm`` <= 0."""
+    if wall_mm <= 0:
+        return None
+    axis, sign = ant
+    n = max(2, int(np.ceil(wall_mm / float(zooms[axis]) - 1e-4)))
+    s = box[axis]
+    wall = list(box)
+    wall[axis] = slice(s.start, min(s.stop, s.start + n)) if sign > 0 else slice(max(s.start, s.stop - n), s.stop)
+    return tuple(wall)
+
+
 def _regions(values: np.ndarray, labels: np.ndarray, affine: np.ndarray, zooms, features, params: Params,
              threshold: float | None = None) -> dict[str, np.ndarray]:
     """Boolean mask, per feature, of the voxels its operator changes."""
@@ -262,7 +341,7 @@ def _regions(values: np.ndarray, labels: np.ndarray, affine: np.ndarray, zooms, 
                 thr = air_threshold(values) if threshold is None else threshold
                 tissue = values > thr
                 for box in boxes:
-                    mask[box] |= face_surface_band(tissue, box, ant, params.eye_surface_band_vox)
+                    mask[box] |= eye_region(tissue, box, ant, params.eye_surface_band_vox, params.eye_fill)
         elif feature == "nose":
             box = nose_box(labels, ant, params.nose_box_scale, params.nose_posterior_scale)
             if box is not None:
@@ -273,6 +352,20 @@ def _regions(values: np.ndarray, labels: np.ndarray, affine: np.ndarray, zooms, 
     return regions
 
 
+def skin_value(raw: np.ndarray, values: np.ndarray, threshold: float, skin: np.ndarray):
+    """One skin-like stored value: the median of the tissue voxels in the mask ``skin``.
+
+    An existing stored value (scaling is monotonic, so the stored value of the median voxel
+    is the median of the stored values). Falls back to the median of all tissue when ``skin``
+    holds none, and to the brightest voxel when the image holds no tissue at all.
+    """
+    for where in (skin & (values > threshold), values > threshold):
+        if where.any():
+            candidates, candidates_raw = values[where], raw[where]
+            return candidates_raw[np.argsort(candidates, kind="stable")[candidates.size // 2]]
+    return raw.ravel(order="K")[np.argmax(values.ravel(order="K"))]
+
+
 def _scaled(raw: np.ndarray, slope: float, inter: float) -> np.ndarray:
     values = raw.astype(np.float32)
     if (slope, inter) != (1.0, 0.0):
@@ -281,47 +374,56 @@ def _scaled(raw: np.ndarray, slope: float, inter: float) -> np.ndarray:
     return values
 
 
-def distortion_mask(img: nib.spatialimages.SpatialImage, labels, feature: str, *,
-                    eye_box_margin_mm: float = EYE_BOX_MARGIN_MM, eye_surface_band_vox: int = EYE_SURFACE_BAND_VOX,
-                    nose_box_scale: float = NOSE_BOX_SCALE,
-                    nose_posterior_scale: float = NOSE_POSTERIOR_SCALE) -> np.ndarray:
+def distortion_mask(img: nib.spatialimages.SpatialImage, labels, feature: str, **params) -> np.ndarray:
     """Boolean 3D mask (``img``'s grid) of the voxels that ``feature``'s operator may change.
 
     Inputs: ``img`` (3D, or 4D with one volume), ``labels`` (uint8 array or image on the same
-    grid), ``feature`` ("eyes", "nose" or "ears") and the operator's parameters.
+    grid), ``feature`` ("eyes", "nose" or "ears") and the operators' parameters (:class:`Params`).
     """
     (feature,) = _check_features(feature)
+    params = Params(**params)
     raw, labels = _as_volume(img, labels)
     raw3 = raw[..., 0] if raw.ndim == 4 else raw
-    params = Params(eye_box_margin_mm, eye_surface_band_vox, nose_box_scale, nose_posterior_scale)
     values = _scaled(raw3, *scaling(img))
     return _regions(values, labels, img.affine, img.header.get_zooms()[:3], (feature,), params)[feature]
 
 
 def deface_image(img: nib.spatialimages.SpatialImage, labels, *, features=("eyes", "nose", "ears"), seed: int = 0,
-                 eye_box_margin_mm: float = EYE_BOX_MARGIN_MM, eye_surface_band_vox: int = EYE_SURFACE_BAND_VOX,
-                 nose_box_scale: float = NOSE_BOX_SCALE, nose_posterior_scale: float = NOSE_POSTERIOR_SCALE,
-                 ) -> tuple[nib.Nifti1Image, dict[str, int]]:
+                 **params) -> tuple[nib.Nifti1Image, dict[str, int]]:
     """Distort the selected facial features of a head image.
 
     Inputs: ``img`` (NIfTI, 3D or 4D with one volume, any orientation, any dtype and scale
     factor); ``labels`` (uint8 array or image on ``img``'s grid: 0 bg, 1 eyes, 2 nose, 3 ears);
-    ``features`` to distort; ``seed`` for the ear noise; the operators' margins.
+    ``features`` to distort; ``seed`` for the ear noise; the operators' parameters as keywords
+    (:class:`Params`: margins, band, fill, wall thickness).
     Returns ``(defaced image, {feature: number of voxels distorted})``. The defaced image has
     ``img``'s shape, affine, header, dtype and scale factor; ``nib.save`` writes every voxel
     outside the distorted regions with its original stored value. A feature absent from
     ``labels`` distorts nothing and counts 0.
     """
     features = _check_features(features)
+    params = Params(**params)
     raw, labels = _as_volume(img, labels)
     raw3 = raw[..., 0] if raw.ndim == 4 else raw  # a view: edits land in ``raw``
     slope, inter = scaling(img)
     values = _scaled(raw3, slope, inter)
-    params = Params(eye_box_margin_mm, eye_surface_band_vox, nose_box_scale, nose_posterior_scale)
+    zooms = img.header.get_zooms()[:3]
+    ant = anterior_axis(img.affine)
     threshold = air_threshold(values)
-    regions = _regions(values, labels, img.affine, img.header.get_zooms()[:3], features, params, threshold)
+    regions = _regions(values, labels, img.affine, zooms, features, params, threshold)
+    box = nose_box(labels, ant, params.nose_box_scale, params.nose_posterior_scale) if "nose" in features else None
+    wall = nose_wall(box, ant, zooms, params.nose_wall_mm) if box is not None else None
 
-    # Ears first, eyes next, nose last: where regions overlap, zeroing wins.
+    skin = None
+    if regions.get("eyes", np.zeros(0, bool)).any() or wall is not None:
+        # One skin-like value for every flattened surface: the skin around the eyes and the nose.
+        tissue = values > threshold
+        layer = np.zeros(values.shape, bool)
+        for b in eye_boxes(labels, zooms, params.eye_box_margin_mm) + ([box] if box is not None else []):
+            layer[b] |= skin_layer(tissue, b, ant, zooms)
+        skin = skin_value(raw3, values, threshold, layer)
+
+    # Ears first, eyes next, nose last: where regions overlap, zeroing (and its wall) wins.
     if "ears" in regions and regions["ears"].any():
         air = air_background(raw3, values, threshold)
         if air.size:
@@ -330,14 +432,13 @@ def deface_image(img: nib.spatialimages.SpatialImage, labels, *, features=("eyes
         else:  # no air anywhere along the border (a field of view filled by the head): erase the ears
             raw3[regions["ears"]] = zero_value(raw3, slope, inter)
     if "eyes" in regions and regions["eyes"].any():
-        band = regions["eyes"]
-        skin = values[band] > threshold
-        candidates_raw = raw3[band][skin] if skin.any() else raw3[band]
-        candidates = values[band][skin] if skin.any() else values[band]
-        # An existing stored value: the median skin voxel (scaling is monotonic).
-        raw3[band] = candidates_raw[np.argsort(candidates, kind="stable")[candidates.size // 2]]
+        raw3[regions["eyes"]] = skin
     if "nose" in regions and regions["nose"].any():
         raw3[regions["nose"]] = zero_value(raw3, slope, inter)
+        if wall is not None:
+            # The zeroed box opens the nasal cavity and sinuses, which render as a skull's
+            # face; a wall of skin at its back shows a flat plane instead.
+            raw3[wall] = skin
 
     counts = {f: int(regions[f].sum()) for f in features}
     return image_from_unscaled(raw, img), counts

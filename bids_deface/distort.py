@@ -289,7 +289,7 @@ def eye_region(tissue: np.ndarray, box: tuple[slice, ...], ant: tuple[int, int],
 
 
 def skin_layer(tissue: np.ndarray, box: tuple[slice, ...], ant: tuple[int, int], zooms) -> np.ndarray:
-    """Voxels of ``box`` from ``SKIN_DEPTH_MM[0]`` to ``SKIN_DEPTH_MM[1]`` beneath the face surface (a mask of ``box``'s shape)."""
+    """Voxels of ``box`` ``SKIN_DEPTH_MM`` beneath the face surface: a mask of ``box``'s shape."""
     axis, _ = ant
     lo, hi = (int(np.ceil(mm / float(zooms[axis]) - 1e-4)) for mm in SKIN_DEPTH_MM)
     depth, has, ahead, length = face_surface_depth(tissue, box, ant)

@@ -163,9 +163,10 @@ def select_face_images(layout, *, participant_label=None, session_label=None, su
         label raises :class:`SelectionError` naming it.
     suffixes : image suffixes to consider (default :data:`FACE_SUFFIXES`).
     bids_filters : output of :func:`load_bids_filters`; a filter keyed by a suffix (any case)
-        adds entity constraints for that suffix.
+        adds entity constraints for that suffix; other keys are ignored with a warning.
     """
-    suffixes = list(suffixes or FACE_SUFFIXES)
+    canonical = {s.lower(): s for s in FACE_SUFFIXES}  # --suffix t1w means T1w
+    suffixes = [canonical.get(s.lower(), s) for s in (suffixes or FACE_SUFFIXES)]
     bids_filters = bids_filters or {}
     base: dict = {"extension": list(NIFTI_EXTENSIONS)}
     if participant_label:
@@ -185,8 +186,11 @@ def select_face_images(layout, *, participant_label=None, session_label=None, su
             raise SelectionError("session label(s) not found for the selected participants: " + ", ".join(missing))
         base["session"] = wanted
     unknown = [key for key in bids_filters if key not in {s.lower() for s in suffixes}]
-    if unknown:
-        raise SelectionError("BIDS filter file names suffixes that are not selected: " + ", ".join(unknown))
+    if unknown:  # e.g. fMRIPrep's "bold" or "fmap" in a filter file made for fMRIPrep
+        import logging
+
+        logging.getLogger("bids_deface").warning(
+            "BIDS filter file: ignoring %s (not among the selected suffixes)", ", ".join(unknown))
 
     images: dict[str, FaceImage] = {}
     for suffix in suffixes:

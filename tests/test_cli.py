@@ -125,7 +125,8 @@ def test_participant_label_with_or_without_prefix(layout):
 
 def test_session_label_and_suffix(layout):
     assert _selected(layout, session_label=["ses-2"]) == ["sub-01/ses-2/anat/sub-01_ses-2_T1w.nii.gz"]
-    assert _selected(layout, suffixes=["T2w"]) == ["sub-02/anat/sub-02_T2w.nii.gz"]
+    assert _selected(layout, suffixes=["T2w"]) == _selected(layout, suffixes=["t2w"]) == [
+        "sub-02/anat/sub-02_T2w.nii.gz"]
     with pytest.raises(bids.SelectionError, match="session label.*: 9"):
         _selected(layout, session_label=["9"])
 
@@ -135,7 +136,7 @@ def test_bids_filter_file(layout, tmp_path):
     path.write_text(json.dumps({"t1w": {"session": None}}))  # null: T1w images without a session
     assert _selected(layout, bids_filters=bids.load_bids_filters(path)) == [
         "sub-02/anat/sub-02_T1w.nii", "sub-02/anat/sub-02_T2w.nii.gz"]
-    path.write_text(json.dumps({"t1w": {"session": "1"}}))
+    path.write_text(json.dumps({"t1w": {"session": "1"}, "bold": {"task": "rest"}}))  # bold: not ours
     assert _selected(layout, bids_filters=bids.load_bids_filters(path), suffixes=["T1w"]) == [
         "sub-01/ses-1/anat/sub-01_ses-1_T1w.nii.gz"]
     path.write_text("[1, 2]")

@@ -52,26 +52,11 @@ class UsageError(Exception):
 # ---------------------------------------------------------------------------- participant level
 
 def run_participant(opts, argv: list[str]) -> int:
+    """Validate, select, write the dataset-level files, run the workflow, report; exit status."""
     from bids_deface import bids
 
     started = time.time()
-    if not opts.skip_bids_validation:
-        errors = bids.validate_dataset(opts.bids_dir)
-        if errors:
-            for line in errors[:20]:
-                LOGGER.error("invalid input dataset: %s", line)
-            raise UsageError(f"{opts.bids_dir} is not a valid BIDS dataset ({len(errors)} errors above); "
-                             "fix it, or run with --skip-bids-validation")
-    try:
-        layout = bids.load_layout(opts.bids_dir)
-        images = bids.select_face_images(
-            layout, participant_label=opts.participant_label, session_label=opts.session_label,
-            suffixes=opts.suffix, bids_filters=bids.load_bids_filters(opts.bids_filter_file))
-    except bids.SelectionError as exc:
-        raise UsageError(str(exc)) from None
-    if not images:
-        raise UsageError(f"no face-bearing images selected in {opts.bids_dir} "
-                         f"(suffixes: {', '.join(opts.suffix or bids.FACE_SUFFIXES)})")
+    images = _select_images(opts)
     LOGGER.info("%d image(s) to deface, %s layout, into %s", len(images), opts.output_layout, opts.output_dir)
 
     output_dir = opts.output_dir
@@ -79,27 +64,12 @@ def run_participant(opts, argv: list[str]) -> int:
     run_id = _dt.datetime.now().strftime("%Y%m%d-%H%M%S") + "_" + uuid.uuid4().hex[:8]
     log_file = output_dir / "logs" / f"bids-deface_{run_id}.log"
     _add_file_logging(log_file)
-
-    policy = opts.metadata_policy
-    source_desc = json.loads((opts.bids_dir / "dataset_description.json").read_text())
-    problems: list[str] = []
-    if opts.output_layout == "derivative":
-        bids.write_derivative_dataset(opts.bids_dir, output_dir, source_desc)
-    else:
-        problems += bids.copy_raw_dataset(
-            opts.bids_dir, output_dir, source_desc, selected=images,
-            face_suffixes=set(bids.FACE_SUFFIXES) | set(opts.suffix or ()),
-            subjects={bids.strip_prefix(s, "sub") for s in opts.participant_label} if opts.participant_label else None,
-            sessions={bids.strip_prefix(s, "ses") for s in opts.session_label} if opts.session_label else None,
-            policy_file=policy)
-    for line in problems:
-        LOGGER.error("%s", line)
+    problems = _write_dataset_files(opts, images)
 
     work_dir, created = _private_work_dir(opts.work_dir)
     omp = opts.omp_nthreads or max(1, opts.nprocs // max(1, min(len(images), opts.nprocs)))
-    config = _config(opts, run_id, images, work_dir, omp)
     _write_json(output_dir / "logs" / f"bids-deface_{run_id}.json",
-                {"CommandLine": ["bids-deface", *argv], "Config": config})
+                {"CommandLine": ["bids-deface", *argv], "Config": _config(opts, run_id, images, work_dir, omp)})
 
     # An image succeeded when its sink wrote its record in this run.
     for image in images:
@@ -108,8 +78,8 @@ def run_participant(opts, argv: list[str]) -> int:
     failures = {}
     for image in images:
         if not (output_dir / bids.record_path(image)).exists():
-            failures[image.relpath] = crashed.get(image.relpath, f"{image.relpath}: not defaced (the workflow "
-                                                                  "stopped before its last step)")
+            failures[image.relpath] = crashed.get(
+                image.relpath, f"{image.relpath}: not defaced (the workflow stopped before its last step)")
             LOGGER.error("%s", failures[image.relpath])
             _write_json(output_dir / bids.record_path(image), bids.image_record(
                 source_relpath=image.relpath, status="failed", error=failures[image.relpath]))
@@ -134,6 +104,50 @@ def run_participant(opts, argv: list[str]) -> int:
                 done, len(images), len(failures), f", {len(problems)} file(s) not copied" if problems else "",
                 time.time() - started, output_dir, log_file.relative_to(output_dir))
     return 0 if ok else 1
+
+
+def _select_images(opts) -> list:
+    """The face-bearing images to deface, after validating the input dataset."""
+    from bids_deface import bids
+
+    if not opts.skip_bids_validation:
+        errors = bids.validate_dataset(opts.bids_dir)
+        if errors:
+            for line in errors[:20]:
+                LOGGER.error("invalid input dataset: %s", line)
+            raise UsageError(f"{opts.bids_dir} is not a valid BIDS dataset ({len(errors)} errors above); "
+                             "fix it, or run with --skip-bids-validation")
+    try:
+        layout = bids.load_layout(opts.bids_dir)
+        images = bids.select_face_images(
+            layout, participant_label=opts.participant_label, session_label=opts.session_label,
+            suffixes=opts.suffix, bids_filters=bids.load_bids_filters(opts.bids_filter_file))
+    except bids.SelectionError as exc:
+        raise UsageError(str(exc)) from None
+    if not images:
+        raise UsageError(f"no face-bearing images selected in {opts.bids_dir} "
+                         f"(suffixes: {', '.join(opts.suffix or bids.FACE_SUFFIXES)})")
+    return images
+
+
+def _write_dataset_files(opts, images) -> list[str]:
+    """The derivative dataset's own files, or the raw copy of everything but the faces;
+    returns one line per file that could not be copied."""
+    from bids_deface import bids
+
+    source_desc = json.loads((opts.bids_dir / "dataset_description.json").read_text())
+    if opts.output_layout == "derivative":
+        bids.write_derivative_dataset(opts.bids_dir, opts.output_dir, source_desc)
+        return []
+    problems = bids.copy_raw_dataset(
+        opts.bids_dir, opts.output_dir, source_desc, selected=images,
+        face_suffixes=set(bids.FACE_SUFFIXES) | set(opts.suffix or ()),
+        subjects={bids.strip_prefix(s, "sub") for s in opts.participant_label} if opts.participant_label else None,
+        sessions={bids.strip_prefix(s, "ses") for s in opts.session_label} if opts.session_label else None,
+        policy_file=opts.metadata_policy)
+    for line in problems:
+        LOGGER.error("%s", line)
+    return problems
 
 
 def _config(opts, run_id, images, work_dir, omp) -> dict:

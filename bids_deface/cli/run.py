@@ -92,13 +92,14 @@ def run_participant(opts, argv: list[str]) -> int:
                     ", ".join(str(p) for p in reports))
 
     ok = not failures and not problems
-    if ok and not opts.keep_work:
+    if opts.keep_work:
+        LOGGER.info("work directory kept: %s", work_dir)
+    elif ok or created:
+        # A temporary folder the user never chose is not left behind with un-defaced images.
         _remove_work(work_dir, created)
-    elif not opts.keep_work:
+    else:
         LOGGER.warning("work directory kept for inspection after failures: %s (private; it holds "
                        "un-defaced intermediate images: delete it when done)", work_dir)
-    else:
-        LOGGER.info("work directory kept: %s", work_dir)
     done = len(images) - len(failures)
     LOGGER.info("%d of %d image(s) defaced, %d failed%s, in %.1f s; outputs in %s; log %s",
                 done, len(images), len(failures), f", {len(problems)} file(s) not copied" if problems else "",

@@ -126,8 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = parser.add_argument_group("execution")
     run.add_argument("-w", "--work-dir", type=Path, metavar="DIR",
-                     help="working directory, private (0700), removed after a successful run "
-                          "(default: a new temporary directory)")
+                     help="working directory, private (0700): removed after a successful run, kept "
+                          "for inspection after failures (default: a new temporary directory, removed "
+                          "in both cases)")
     run.add_argument("--keep-work", action="store_true",
                      help="keep the working directory (it holds un-defaced intermediate images)")
     run.add_argument("--nprocs", "--nthreads", "--n_cpus", type=_positive_int, default=_cpu_count(),

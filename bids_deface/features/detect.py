@@ -32,7 +32,10 @@ from .unet import AttentionUNet3D
 
 WEIGHTS = "facialfeatures_unet.pt"
 MIN_COMPONENT_VOXELS = 3  # on the 4 mm grid: 192 mm³
+MIN_RELATIVE_SIZE = 0.2  # fragments smaller than this fraction of the feature's largest component are noise
 BOX_PADDING = 2  # coarse voxels added around a component before refinement
+# distance (mm) from the midpoint between the eyes at which a nose or an ear can be
+PLAUSIBLE_DISTANCE_MM = {"nose": (10.0, 80.0), "ears": (50.0, 160.0)}
 
 
 @dataclass
@@ -78,12 +81,18 @@ def predict_grid(model: AttentionUNet3D, x: np.ndarray) -> np.ndarray:
 
 
 def _components(mask: np.ndarray, keep: int) -> tuple[list[np.ndarray], int]:
-    """The ``keep`` largest 26-connected components (≥ MIN_COMPONENT_VOXELS) and how many there were."""
+    """The ``keep`` largest 26-connected components and how many real ones there were.
+
+    A component counts when it has at least MIN_COMPONENT_VOXELS voxels and at least
+    MIN_RELATIVE_SIZE of the largest one: a second eye is about as big as the first, a
+    stray voxel next to the nose is not a second nose.
+    """
     lab, n = ndi.label(mask, structure=np.ones((3, 3, 3)))
     if n == 0:
         return [], 0
     sizes = ndi.sum_labels(mask, lab, np.arange(1, n + 1))
-    order = [i + 1 for i in np.argsort(sizes)[::-1] if sizes[i] >= MIN_COMPONENT_VOXELS]
+    floor = max(MIN_COMPONENT_VOXELS, MIN_RELATIVE_SIZE * sizes.max())
+    order = [i + 1 for i in np.argsort(sizes)[::-1] if sizes[i] >= floor]
     return [lab == i for i in order[:keep]], len(order)
 
 
@@ -150,10 +159,25 @@ def detect_features(img: nib.spatialimages.SpatialImage, weights: str | Path | N
     threshold = air_threshold(grid)
     labels = np.zeros(img3.shape, np.uint8)
     confidence, counts, warnings, centroids = {}, {}, [], {}
-    for name in features:
+    # eyes first: their midpoint anchors where a nose and ears can plausibly be
+    anchor = None
+    for name in ("eyes", "nose", "ears"):
         value = LABELS[name]
         expected = EXPECTED_COMPONENTS[name]
-        comps, found = _components(coarse == value, expected)
+        comps, _ = _components(coarse == value, 4)
+        cents = [nib.affines.apply_affine(net_affine, np.argwhere(c).mean(0)) for c in comps]
+        if anchor is not None and name in PLAUSIBLE_DISTANCE_MM:
+            near, far = PLAUSIBLE_DISTANCE_MM[name]
+            keep = [near <= np.linalg.norm(p - anchor) <= far for p in cents]
+            for p, k in zip(cents, keep):
+                if not k:
+                    warnings.append(f"{name}: ignored a {name}-like region {np.linalg.norm(p - anchor):.0f} mm from the eyes")
+            comps = [c for c, k in zip(comps, keep) if k]
+            cents = [p for p, k in zip(cents, keep) if k]
+        found = len(comps)
+        comps, cents = comps[:expected], cents[:expected]
+        if name == "eyes" and len(cents) == 2:
+            anchor = (cents[0] + cents[1]) / 2
         counts[name] = found
         if found == 0:
             warnings.append(f"{name}: not found")
@@ -162,9 +186,10 @@ def detect_features(img: nib.spatialimages.SpatialImage, weights: str | Path | N
         elif found > expected:
             warnings.append(f"{name}: {found} components found, {expected} expected; kept the largest")
         confidence[name] = float(np.mean([probs[value][c].mean() for c in comps])) if comps else 0.0
-        centroids[name] = []
+        centroids[name] = cents
+        if name not in features:
+            continue
         for comp in comps:
-            centroids[name].append(nib.affines.apply_affine(net_affine, np.argwhere(comp).mean(0)))
             box, mask = _refine(data, img3.affine, probs, net_affine, comp, value, threshold)
             if mask.size:
                 region = labels[box]

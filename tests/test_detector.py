@@ -15,7 +15,7 @@ from bids_deface.heads import fetch_head
 from bids_deface.training.augment import (SpatialConfig, TrainingHead, coarse_labels, default_intensity_pipeline,
                                           fov_cut, spatial_sample)
 from bids_deface.training.labels import head_labels, label_ras, load_landmarks, make_label_image
-from bids_deface.training.train import annotated_heads, load_training_head
+from bids_deface.training.train import CE_CLASS_WEIGHTS, annotated_heads, load_training_head
 
 
 def centroid_mm(mask: np.ndarray, affine: np.ndarray) -> np.ndarray:
@@ -96,12 +96,13 @@ def test_a_tiny_training_run_overfits_one_batch():
     opt = torch.optim.Adam(net.parameters(), lr=1e-2)
     losses = []
     for _ in range(40):
-        loss = dice_ce_loss(net(x), y)
+        loss = dice_ce_loss(net(x), y, class_weights=CE_CLASS_WEIGHTS)
         opt.zero_grad()
         loss.backward()
         opt.step()
         losses.append(loss.item())
-    assert min(losses[-5:]) < 0.6 * losses[0], losses
+    assert min(losses[-5:]) < 0.85 * losses[0], losses
+    assert all(b < a + 0.05 for a, b in zip(losses, losses[5:])), losses  # falls steadily
 
 
 # ---- augmentation -------------------------------------------------------------------------
@@ -114,7 +115,7 @@ def test_augmentation_keeps_labels_on_the_image():
     for _ in range(3):
         image, labels = spatial_sample(rng, painted, SpatialConfig())
         assert (labels > 0).sum() > 50
-        assert np.mean(image[labels > 0] > 0.3) > 0.95
+        assert np.mean(image[labels > 0] > 0.2) > 0.95  # a labelled 4 mm voxel holds ≥ 2/8 of the feature
         assert np.mean(labels[image > 0.7] > 0) > 0.9
         cut_image, cut_labels = fov_cut(rng, image, labels)
         assert np.all(cut_labels[cut_image == cut_image.min()] == 0) or cut_image.min() == image.min()

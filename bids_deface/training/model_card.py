@@ -53,7 +53,7 @@ def write_card(eval_rows: list[dict], out: Path, command: str) -> Path:
         "- **input**: the head reoriented to RAS from its header and resampled to a 64³ grid of 4 mm voxels placed over the head "
         "(2 mm trilinear sampling averaged 2×2×2), intensities normalised by robust percentiles; full-resolution labels come from "
         "interpolating the class probabilities onto the input grid inside each detected component's box, restricted to head tissue",
-        "- **loss**: 1 − mean soft Dice over the features + 0.1 × cross-entropy; Adam",
+        "- **loss**: 1 − mean soft Dice over the features + 0.1 × cross-entropy (class-weighted 1, 2, 25, 25 from epoch 16 on: before that the nose and ears were never predicted); Adam, lr 2e-3",
         "",
         "## Training data",
         f"Heads used for training: {', '.join(meta['heads'])} (see `bids_deface/heads.py` and ../shared/DATA.md; all fetched from "

@@ -94,7 +94,7 @@ def run_participant(opts, argv: list[str]) -> int:
     ok = not failures and not problems
     if opts.keep_work:
         LOGGER.info("work directory kept: %s", work_dir)
-    elif ok or created:
+    elif ok or opts.work_dir is None:
         # A temporary folder the user never chose is not left behind with un-defaced images.
         _remove_work(work_dir, created)
     else:

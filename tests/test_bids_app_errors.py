@@ -98,3 +98,18 @@ def test_group_level_reports_errors(bad_run):
         record = json.loads((out / "logs" / "images" / f"{bids.strip_extension(rel.split('/')[-1])}.json").read_text())
         assert record["Status"] == "failed"
     assert "failed" in (out / "group_summary.html").read_text()
+
+
+def test_a_temporary_work_dir_is_removed_after_failures_too(tmp_path):
+    """Without -w the work directory is a temporary folder the curator never chose: it must not
+    stay behind with un-defaced intermediates, even when an image failed."""
+    head = head_image(ImageSpec("pydeface_mean"))
+    root = build_dataset(tmp_path / "bids", {})
+    (root / "sub-01" / "anat").mkdir(parents=True)
+    slice_2d = np.asanyarray(head.dataobj)[:, :, 100]
+    nib.save(nib.Nifti1Image(slice_2d, head.affine), root / "sub-01/anat/sub-01_T1w.nii.gz")
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    proc = run_cli(root, tmp_path / "out", "participant", "--skip-bids-validation", env={"TMPDIR": str(tmpdir)})
+    assert proc.returncode == 1 and "a 2D image" in proc.stderr
+    assert list(tmpdir.iterdir()) == []

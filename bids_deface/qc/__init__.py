@@ -5,8 +5,9 @@ scores every render with offline face detectors, and counts the voxels changed i
 brain mask registered from a template. :func:`write_participant_report` and
 :func:`write_group_index` turn the results into self-contained HTML.
 
-Policy: an image on which a detector still finds a face after defacing *fails*
-(``result["failed"]``; the app exits non-zero) unless the face check is turned off; changed
+Policy: an image on which a detector still finds a face after defacing, on a render between
+−45° and +45° of yaw, *fails* (``result["failed"]``; the app exits non-zero) unless the face
+check is turned off; a face read in a pure profile (±90°) after defacing, changed
 brain voxels, and an original on which no face was found (so the check proves little), are
 *flagged* for a curator (``result["flags"]``).
 """
@@ -25,6 +26,9 @@ from .facecheck import DETECTORS, THRESHOLDS, face_detected, face_scores, faces_
 from .overlay import brain_figure, labels_figure
 from .render import VIEWS, ras_volume, render_setup, render_views
 from .report import write_group_index, write_participant_report
+
+# views whose face detection after defacing fails the image (yaw within ±45°)
+GATED_VIEWS = frozenset({"left45", "frontal", "right45"})
 
 __all__ = ["run_qc", "qc_failed", "figure_name", "write_participant_report", "write_group_index"]
 
@@ -111,11 +115,22 @@ def run_qc(original: nib.Nifti1Image, defaced: nib.Nifti1Image, labels: nib.Nift
     brain_figure(defaced, bm.mask, original).save(figures_dir / names["brain"])
 
     failures, flags = [], []
-    detected_after = face_detected(face["after"]) if face_check else None
     detected_before = face_detected(face["before"]) if face_check else None
-    if detected_after:
-        where = "; ".join(f"{d} on {', '.join(v)}" for d, v in found_after.items())
+    # the pass/fail gate looks at the views face recognition works on (frontal to ±45°);
+    # a detector firing on a pure profile is flagged for the curator to look at
+    gated = {d: [v for v in views if v in GATED_VIEWS] for d, views in found_after.items()}
+    gated = {d: v for d, v in gated.items() if v}
+    profiles = {d: [v for v in views if v not in GATED_VIEWS] for d, views in found_after.items()}
+    profiles = {d: v for d, v in profiles.items() if v}
+    detected_after = bool(gated) if face_check else None
+    if face_check:
+        face["gated_views"] = sorted(GATED_VIEWS)
+    if gated:
+        where = "; ".join(f"{d} on {', '.join(v)}" for d, v in gated.items())
         failures.append(f"{stem}: a face is still detected after defacing ({where})")
+    if profiles:
+        where = "; ".join(f"{d} on {', '.join(v)}" for d, v in profiles.items())
+        flags.append(f"{stem}: a detector reads a face in a profile render after defacing ({where}); look at it")
     if face_check and not detected_before:
         flags.append(f"{stem}: no detector found a face on the original renders, so the face check proves little")
     if changed:

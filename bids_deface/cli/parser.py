@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "with every face-bearing image defaced under its own name, ready to upload")
     out.add_argument("--qc-dir", type=Path, metavar="DIR",
                      help="run quality control (3D renders before/after, face detectors, brain-voxel "
-                          "check; ~10 s per image) and write its figures, sub-<label>.html and "
+                          "check; ~11 s per image) and write its figures, sub-<label>.html and "
                           "index.html to DIR, which must lie outside output_dir and bids_dir: they show "
                           "the original face. An image on which a face is still found is not written "
                           "and counts as failed")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up (scripts/setup.sh), build a small demo BIDS dataset from real heads, and run bids-deface
-# on it: participant level (derivative layout, then raw layout) and group level.
+# on it: participant level with QC (derivative layout), group level, then the raw layout.
 #
 #   scripts/demo.sh                 # demo under $BIDS_DEFACE_DEMO (default ~/.cache/bids-deface/demo)
 #   scripts/demo.sh --nprocs 1      # extra options go to the participant level
@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 demo=${BIDS_DEFACE_DEMO:-${BIDS_DEFACE_CACHE:-$HOME/.cache/bids-deface}/demo}
-rm -rf "$demo/bids" "$demo/derivatives" "$demo/shareable"
+rm -rf "$demo/bids" "$demo/derivatives" "$demo/shareable" "$demo/qc"
 mkdir -p "$demo"
 
 .venv/bin/python - "$demo/bids" <<'PY'
@@ -42,9 +42,12 @@ print(f"demo dataset: {root}")
 PY
 
 bin=.venv/bin
-"$bin/bids-deface" "$demo/bids" "$demo/derivatives" participant "$@"
-"$bin/bids-deface" "$demo/bids" "$demo/derivatives" group
-"$bin/bids-deface" "$demo/bids" "$demo/shareable" participant --output-layout raw "$@"
+status=0
+# With quality control: renders, face detectors and brain check; its reports show the original
+# faces, so they go to their own folder. An image QC still finds a face on is not written (exit 1).
+"$bin/bids-deface" "$demo/bids" "$demo/derivatives" participant --qc-dir "$demo/qc" "$@" || status=$?
+"$bin/bids-deface" "$demo/bids" "$demo/derivatives" group --qc-dir "$demo/qc"
+"$bin/bids-deface" "$demo/bids" "$demo/shareable" participant --output-layout raw "$@" || status=$?
 
 cat <<EOT
 
@@ -54,4 +57,6 @@ derivative outputs:             $demo/derivatives
   detected features:            $demo/derivatives/sub-01/ses-baseline/anat/sub-01_ses-baseline_space-T1w_desc-facialfeatures_dseg.nii.gz
   summary:                      $demo/derivatives/group_summary.html
 ready-to-upload copy:           $demo/shareable
+QC reports (original faces: keep private): $demo/qc/index.html
 EOT
+exit $status

@@ -24,16 +24,17 @@ def as_3d(img: nib.spatialimages.SpatialImage) -> nib.Nifti1Image:
     return img
 
 
-def ras_grid(img: nib.spatialimages.SpatialImage, voxel_mm: float = 1.0) -> tuple[tuple[int, int, int], np.ndarray]:
-    """Shape and affine of a RAS-aligned grid of ``voxel_mm`` voxels covering ``img``'s field of view."""
-    shape = img.shape[:3]
+def ras_grid(shape, affine: np.ndarray, voxel_mm: float = 1.0) -> tuple[tuple[int, int, int], np.ndarray]:
+    """Shape and affine of a RAS-aligned grid of ``voxel_mm`` voxels covering the field of view
+    of a volume of ``shape`` on ``affine``."""
+    shape = tuple(shape[:3])
     corners = np.array([[i, j, k] for i in (0, shape[0] - 1) for j in (0, shape[1] - 1) for k in (0, shape[2] - 1)], float)
-    world = nib.affines.apply_affine(img.affine, corners)
+    world = nib.affines.apply_affine(affine, corners)
     lo, hi = world.min(0), world.max(0)
     out_shape = tuple(int(np.ceil((hi[a] - lo[a]) / voxel_mm)) + 1 for a in range(3))
-    affine = np.diag([voxel_mm, voxel_mm, voxel_mm, 1.0])
-    affine[:3, 3] = lo
-    return out_shape, affine
+    grid = np.diag([voxel_mm, voxel_mm, voxel_mm, 1.0])
+    grid[:3, 3] = lo
+    return out_shape, grid
 
 
 def resample(data: np.ndarray, src_affine: np.ndarray, out_shape, out_affine: np.ndarray,
@@ -47,7 +48,7 @@ def resample(data: np.ndarray, src_affine: np.ndarray, out_shape, out_affine: np
 def to_ras(img: nib.spatialimages.SpatialImage, voxel_mm: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """Intensities of ``img`` resampled (trilinear) onto a RAS grid; returns (data, affine)."""
     img = as_3d(img)
-    shape, affine = ras_grid(img, voxel_mm)
+    shape, affine = ras_grid(img.shape, img.affine, voxel_mm)
     data = resample(np.asanyarray(img.dataobj, dtype=np.float32), img.affine, shape, affine, order=1)
     return data, affine
 

@@ -21,7 +21,7 @@ def head_box(data: np.ndarray, affine: np.ndarray, voxel_mm: float = 4.0) -> tup
     """World-space bounding box (lo, hi) of the head in ``data``, found on a coarse RAS grid."""
     from .geometry import ras_grid
 
-    shape, ras_affine = ras_grid(_Fake(data.shape, affine), voxel_mm)
+    shape, ras_affine = ras_grid(data.shape, affine, voxel_mm)
     coarse = resample(data, affine, shape, ras_affine, order=1)
     mask = coarse > air_threshold(coarse)
     lab, n = ndi.label(mask)
@@ -32,14 +32,6 @@ def head_box(data: np.ndarray, affine: np.ndarray, voxel_mm: float = 4.0) -> tup
     lo = ras_affine[:3, :3] @ idx.min(0) + ras_affine[:3, 3]
     hi = ras_affine[:3, :3] @ idx.max(0) + ras_affine[:3, 3]
     return lo, hi
-
-
-class _Fake:
-    """Minimal image-like object (shape + affine) for ``ras_grid``."""
-
-    def __init__(self, shape, affine):
-        self.shape = tuple(shape)
-        self.affine = affine
 
 
 def grid_affine(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:

@@ -86,6 +86,15 @@ def make_batch(samples):
     return x, y
 
 
+def cosine_lr(lr: float, epoch: int, max_epochs: int, floor: float = 0.02) -> float:
+    """Learning rate for an epoch: cosine decay from ``lr`` to ``floor * lr`` over ``max_epochs``.
+
+    A pure function of the epoch, so a resumed run follows the same schedule as an unbroken one.
+    """
+    t = min(epoch / max(max_epochs, 1), 1.0)
+    return lr * (floor + (1 - floor) * 0.5 * (1 + np.cos(np.pi * t)))
+
+
 def train(args) -> dict:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -109,6 +118,8 @@ def train(args) -> dict:
         log_path.unlink()
     while state["epoch"] < args.max_epochs and state["elapsed"] < args.minutes * 60:
         t0 = time.time()
+        for group in opt.param_groups:
+            group["lr"] = cosine_lr(args.lr, state["epoch"], args.max_epochs)
         samples = EpochSamples(heads, args.seed, state["epoch"], args.steps_per_epoch * args.batch)
         # sampling (scipy, one core) overlaps with the network step (torch) in a worker process
         loader = torch.utils.data.DataLoader(samples, batch_size=args.batch, num_workers=1, collate_fn=make_batch,
@@ -134,7 +145,7 @@ def train(args) -> dict:
         state["elapsed"] += time.time() - t0
         record = {"epoch": state["epoch"], "train_loss": float(np.mean(losses)), "val_loss": float(np.mean(val_losses)),
                   "val_dice_eyes": float(dice[0]), "val_dice_nose": float(dice[1]), "val_dice_ears": float(dice[2]),
-                  "val_dice_mean": float(dice.mean()), "seconds": round(time.time() - t0, 1)}
+                  "val_dice_mean": float(dice.mean()), "lr": opt.param_groups[0]["lr"], "seconds": round(time.time() - t0, 1)}
         with open(log_path, "a") as f:
             f.write(json.dumps(record) + "\n")
         print(json.dumps(record), flush=True)
@@ -172,9 +183,9 @@ def main(argv=None):
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--steps-per-epoch", type=int, default=40)
     p.add_argument("--val-samples", type=int, default=16)
-    p.add_argument("--max-epochs", type=int, default=200)
-    p.add_argument("--patience", type=int, default=12)
-    p.add_argument("--minutes", type=float, default=150.0, help="stop after this much training time")
+    p.add_argument("--max-epochs", type=int, default=75, help="length of the cosine learning-rate schedule")
+    p.add_argument("--patience", type=int, default=20)
+    p.add_argument("--minutes", type=float, default=100.0, help="stop after this much training time")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--resume", action="store_true")
     args = p.parse_args(argv)

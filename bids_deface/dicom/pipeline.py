@@ -204,13 +204,19 @@ def _process_series(files, members, rows, out_dir, keyed, opts, defacer):
         return
     first = next(iter(datasets.values()))
     reason = is_head_series(first)
-    defaced = False
+    defaced, warnings = False, []
     if reason is None:
         try:
-            defaced, note = _deface(list(datasets.values()), keyed, defacer)
+            defaced, note, warnings = _deface(list(datasets.values()), keyed, defacer)
             reason = None if defaced else note
         except NotAVolume as exc:
-            reason = f"not a volume: {exc}"
+            if _frame_count(datasets.values()) < MIN_SLICES:  # a scout or a few slices: no face to speak of
+                reason = f"not a volume: {exc}"
+            else:  # enough slices to hold a face we could not find: never written with it
+                for i in datasets:
+                    rows[i].status, rows[i].output = "failed", ""
+                    rows[i].message = f"head series not defaced (not a volume: {exc}); --no-deface writes headers only"
+                return
         except Exception as exc:  # noqa: BLE001 - a head we could not deface is never written
             for i in datasets:
                 rows[i].status, rows[i].output = "failed", ""
@@ -218,14 +224,21 @@ def _process_series(files, members, rows, out_dir, keyed, opts, defacer):
             return
     for i, ds in datasets.items():
         rows[i].pixels = "defaced" if defaced else f"kept ({reason})"
+        if warnings:  # a missing, doubled or implausible feature: the curator should look
+            rows[i].message = "detector: " + "; ".join(warnings)
         _deidentify_and_write(ds, out_dir / rows[i].output, keyed, opts, rows[i], defaced=defaced)
 
 
-def _deface(datasets, keyed: Keyed, defacer: Defacer) -> tuple[bool, str]:
-    """Deface every volume of a head series in place; (defaced?, why not)."""
+def _frame_count(datasets) -> int:
+    return sum(int(ds.get("NumberOfFrames", 1) or 1) for ds in datasets)
+
+
+def _deface(datasets, keyed: Keyed, defacer: Defacer) -> tuple[bool, str, list[str]]:
+    """Deface every volume of a head series in place; (defaced?, why not, detector warnings)."""
     volumes = stacks(datasets)
     if max(v.shape[2] for v in volumes) < MIN_SLICES:
-        return False, f"fewer than {MIN_SLICES} slices"
+        return False, f"fewer than {MIN_SLICES} slices", []
+    warnings: list[str] = []
     cache: dict = {}
     labels_by_grid: dict[tuple, np.ndarray] = {}
     series_uid = str(datasets[0].get("SeriesInstanceUID", ""))
@@ -235,14 +248,15 @@ def _deface(datasets, keyed: Keyed, defacer: Defacer) -> tuple[bool, str]:
         img = stack_image(stack, cache)
         grid = (stack.shape, tuple(np.round(stack.affine, 3).ravel()))
         if grid not in labels_by_grid:  # one detection per geometry (echoes, repetitions)
-            labels_by_grid[grid], _ = defacer.detect(img)
+            labels_by_grid[grid], info = defacer.detect(img)
+            warnings += [w for w in info.get("warnings", []) if w not in warnings]
         seed = int.from_bytes(keyed.digest("seed", f"{series_uid}/{n}")[:4], "big")
         defaced_img, counts = defacer.distort(img, labels_by_grid[grid], seed)
         share = sum(counts.values()) / float(np.prod(stack.shape))
         if share > MAX_DISTORTED_SHARE:  # eyes, nose and ears are a few percent of a head scan
             raise ValueError(f"implausible detection: {share:.0%} of the volume would be distorted")
         write_stack(stack, _stored_values(defaced_img), cache)
-    return True, ""
+    return True, "", warnings
 
 
 def _stored_values(img) -> np.ndarray:

@@ -161,6 +161,8 @@ def is_head_series(ds: Dataset) -> str | None:
         return "not a grey-scale image"
     if str(ds.get("PhotometricInterpretation", "")) not in ("MONOCHROME1", "MONOCHROME2"):
         return "not a grey-scale image"
+    if "MOSAIC" in [str(v).upper() for v in ds.get("ImageType", [])]:
+        return "Siemens mosaic (EPI tiles, not unpacked)"
     return None
 
 

@@ -110,14 +110,15 @@ def _refine(data: np.ndarray, affine: np.ndarray, probs: np.ndarray, net_affine:
     box = tuple(slice(a, b) for a, b in zip(start, stop))
     if any(b - a <= 0 for a, b in zip(start, stop)):
         return box, np.zeros([0, 0, 0], bool)
-    ii, jj, kk = np.meshgrid(*[np.arange(a, b) for a, b in zip(start, stop)], indexing="ij")
+    # box voxel (i, j, k) -> coarse grid coordinates: one affine map, no coordinate arrays
     to_grid = np.linalg.solve(net_affine, affine)
-    coords = to_grid[:3, :3] @ np.stack([ii.ravel(), jj.ravel(), kk.ravel()]) + to_grid[:3, 3:4]
-    shape = ii.shape
-    local = np.stack([ndi.map_coordinates(p, coords, order=1, mode="nearest").reshape(shape) for p in probs])
+    matrix, offset = to_grid[:3, :3], to_grid[:3, :3] @ start + to_grid[:3, 3]
+    shape = tuple(int(b - a) for a, b in zip(start, stop))
+    local = np.stack([ndi.affine_transform(p, matrix, offset, output_shape=shape, order=1, mode="nearest")
+                      for p in probs])
     # restrict to this component's neighbourhood on the coarse grid (dilated)
     near = ndi.binary_dilation(component, iterations=1).astype(np.float32)
-    within = ndi.map_coordinates(near, coords, order=0, mode="constant").reshape(shape) > 0
+    within = ndi.affine_transform(near, matrix, offset, output_shape=shape, order=0, mode="constant") > 0
     feature = (local.argmax(0) == value) & within
     tissue = data[box] > threshold
     for k in range(tissue.shape[2]):  # dark cavities (vitreous, nostrils) count as head
@@ -149,7 +150,9 @@ def detect_features(img: nib.spatialimages.SpatialImage, weights: str | Path | N
                     features: tuple[str, ...] = tuple(LABELS)) -> FeatureDetection:
     """Label the eyes, nose and ears of ``img`` on its own grid (see module docstring)."""
     img3 = as_3d(img)
-    data = np.nan_to_num(np.asanyarray(img3.dataobj, dtype=np.float32))
+    data = np.asanyarray(img3.dataobj, dtype=np.float32)
+    if not np.isfinite(data).all():  # NaN or inf voxels (some float images): treat as air
+        data = np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
     model, sha = load_model(str(weights) if weights else None)
     lo, hi = head_box(data, img3.affine)
     net_affine = grid_affine(lo, hi)

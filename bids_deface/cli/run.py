@@ -83,6 +83,8 @@ def run_participant(opts, argv: list[str]) -> int:
             LOGGER.error("%s", failures[image.relpath])
             _write_json(output_dir / bids.record_path(image), bids.image_record(
                 source_relpath=image.relpath, status="failed", error=failures[image.relpath]))
+            if opts.output_layout == "raw":  # a sidecar without its image is not a valid raw dataset
+                (output_dir / bids.raw_paths(image).sidecar).unlink(missing_ok=True)
 
     if opts.qc_dir is not None:
         from bids_deface.group import write_qc_reports

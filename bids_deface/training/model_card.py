@@ -52,7 +52,8 @@ def write_card(eval_rows: list[dict], out: Path, command: str) -> Path:
         "softmax over 4 classes (0 background, 1 eyes, 2 nose, 3 ears)",
         "- **input**: the head reoriented to RAS from its header and resampled to a 64³ grid of 4 mm voxels placed over the head "
         "(2 mm trilinear sampling averaged 2×2×2), intensities normalised by robust percentiles; full-resolution labels come from "
-        "interpolating the class probabilities onto the input grid inside each detected component's box, restricted to head tissue",
+        "interpolating the class probabilities onto the input grid inside each detected component's box, restricted to head tissue; "
+        "the probabilities are the mean of the prediction on the grid and on its left-right mirror image",
         "- **loss**: 1 − mean soft Dice over the features + 0.1 × cross-entropy, class-weighted 1, 2, 25, 25 (background, eyes, "
         "nose, ears: without the weights the small nose and ears are never predicted); Adam, lr 2e-3 decayed by a cosine "
         "schedule over 75 epochs to 2% of it, weight decay 1e-5, batch 2, 40 steps per epoch",

@@ -12,9 +12,9 @@ from bids_deface.features import LABELS
 from bids_deface.features.detect import default_weights, detect_features
 from bids_deface.features.unet import AttentionUNet3D, dice_ce_loss
 from bids_deface.heads import fetch_head
-from bids_deface.training.augment import (SpatialConfig, TrainingHead, coarse_labels, default_intensity_pipeline,
+from bids_deface.training.augment import (SpatialConfig, TrainingHead, default_intensity_pipeline,
                                           fov_cut, spatial_sample)
-from bids_deface.training.labels import head_labels, label_ras, load_landmarks, make_label_image
+from bids_deface.training.labels import head_labels, load_landmarks, make_label_image
 from bids_deface.training.train import CE_CLASS_WEIGHTS, annotated_heads, load_training_head
 
 

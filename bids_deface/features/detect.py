@@ -28,7 +28,7 @@ from scipy import ndimage as ndi
 
 from . import EXPECTED_COMPONENTS, LABELS
 from .geometry import air_threshold, as_3d
-from .preprocess import GRID_SHAPE, grid_affine, head_box, normalise, sample_to_grid
+from .preprocess import grid_affine, head_box, normalise, sample_to_grid
 from .unet import AttentionUNet3D
 
 WEIGHTS = "facialfeatures_unet.pt"

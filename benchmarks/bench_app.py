@@ -29,7 +29,7 @@ import threading
 import time
 from pathlib import Path
 
-from bids_deface.heads import fetch_head, fetch_sidecar
+from tools.heads import fetch_head, fetch_sidecar
 
 CLI = str(Path(sys.executable).parent / "bids-deface")
 

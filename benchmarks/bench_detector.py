@@ -20,7 +20,7 @@ import torch
 from scipy import ndimage as ndi
 
 from bids_deface.features.detect import detect_features, load_model
-from bids_deface.heads import fetch_head
+from tools.heads import fetch_head
 
 
 def head_256() -> nib.Nifti1Image:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pydicom
 
-from bids_deface.dicom import testdata
+from tools import dicom_testdata as testdata
 from bids_deface.dicom.deid import deidentify
 from bids_deface.dicom.pipeline import RunOptions, read_dicom, run
 from bids_deface.dicom.profile import ProfileOptions

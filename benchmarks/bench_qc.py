@@ -24,13 +24,13 @@ from pathlib import Path
 import nibabel as nib
 
 from bids_deface.distort import deface_image
-from bids_deface.heads import HEADS, fetch_head
+from tools.heads import HEADS, fetch_head
 from bids_deface.qc import run_qc
 from bids_deface.qc.brainmask import brain_mask, brain_voxels_changed
-from bids_deface.qc.controls import remove_face_crudely
+from tools.qc_controls import remove_face_crudely
 from bids_deface.qc.facecheck import DETECTORS, face_scores, finds_face
 from bids_deface.qc.render import ras_volume, render_setup, render_views
-from bids_deface.training.labels import annotation_path, head_labels
+from training.labels import annotation_path, head_labels
 
 YAWS = {f"{y:+d}": float(y) for y in range(-45, 46, 15)}
 

@@ -36,8 +36,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from bids_deface.features import LABELS
-from bids_deface.images import scaling, stored_data
-from bids_deface.unscaled import image_from_unscaled
+from bids_deface.images import image_from_unscaled, scaling, stored_data
 
 # Paper defaults, in the units named.
 EYE_BOX_MARGIN_MM = 10.0

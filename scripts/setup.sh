@@ -38,7 +38,11 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install -q -e ".[test]"
   touch "$stamp"
 fi
+# The development tools (training/, tools/, benchmarks/) are not installed: the venv finds
+# them in the checkout.
+site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+echo "$root" > "$site/bids_deface_checkout.pth"
 
 # 3. Real heads (DATA.md) into the cache
-.venv/bin/python -m bids_deface.heads >/dev/null
+.venv/bin/python -m tools.heads >/dev/null
 echo "setup: ready ($root/.venv)"

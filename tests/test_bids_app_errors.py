@@ -16,7 +16,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from bids_deface import bids
+from bids_deface.dataset.naming import derivative_paths, strip_extension
+from bids_deface.dataset.select import FaceImage
 from bids_deface.distort import air_threshold
 
 from conftest import ImageSpec, build_dataset, check_defaced, head_image, run_cli
@@ -71,11 +72,11 @@ def test_each_bad_image_gets_one_line_naming_it(bad_run):
 
 def test_the_good_image_is_still_defaced(bad_run):
     root, out, work, proc = bad_run
-    paths = bids.derivative_paths(bids.FaceImage(root / GOOD, GOOD, {"suffix": "T1w"}))
+    paths = derivative_paths(FaceImage(root / GOOD, GOOD, {"suffix": "T1w"}))
     check_defaced(root / GOOD, out / paths.image, out / paths.dseg, json.loads((out / paths.sidecar).read_text()))
     assert nib.load(out / paths.image).shape == (208, 256, 256, 1)
     for rel in BAD:
-        stem = bids.strip_extension(rel.split("/")[-1])
+        stem = strip_extension(rel.split("/")[-1])
         assert not list(out.rglob(f"{stem.replace('_T1w', '')}_desc-defaced_T1w.nii.gz"))
 
 
@@ -98,7 +99,7 @@ def test_group_level_reports_errors(bad_run):
     assert rows[GOOD]["status"].startswith("defaced")
     for rel, problem in BAD.items():
         assert rows[rel]["status"] == "failed" and problem in rows[rel]["error"]
-        record = json.loads((out / "logs" / "images" / f"{bids.strip_extension(rel.split('/')[-1])}.json").read_text())
+        record = json.loads((out / "logs" / "images" / f"{strip_extension(rel.split('/')[-1])}.json").read_text())
         assert record["Status"] == "failed"
     assert "failed" in (out / "group_summary.html").read_text()
 

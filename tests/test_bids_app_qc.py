@@ -11,7 +11,8 @@ import json
 
 import pytest
 
-from bids_deface import bids
+from bids_deface.dataset.naming import derivative_paths
+from bids_deface.dataset.select import FaceImage
 
 from conftest import ImageSpec, build_dataset, run_cli
 
@@ -35,7 +36,7 @@ def test_qc_reports_stay_apart_and_gate_the_output(tmp_path):
     # nothing of QC in the dataset to share
     assert not [p for p in out.rglob("*") if p.suffix in (".png", ".html", ".svg") or p.name == "figures"]
 
-    paths = bids.derivative_paths(bids.FaceImage(root / IMAGE, IMAGE, {"suffix": "T1w"}))
+    paths = derivative_paths(FaceImage(root / IMAGE, IMAGE, {"suffix": "T1w"}))
     record = json.loads((out / paths.record).read_text())
     if result["face_detected_after"]:
         assert proc.returncode == 1 and record["Status"] == "failed"

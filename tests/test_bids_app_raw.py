@@ -20,7 +20,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from bids_deface import bids
+from bids_deface.dataset.validate import validate_dataset
 from bids_deface.images import stored_data
 
 from conftest import PETDEFACE_IDENTIFYING, PLANTED, ImageSpec, build_dataset, decompressed, head_image, run_cli
@@ -86,7 +86,7 @@ def test_raw_run_succeeds_and_passes_the_validator(raw_run):
     root, out, proc = raw_run
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "2 of 2 image(s) defaced" in proc.stderr
-    assert bids.validate_dataset(out) == []
+    assert validate_dataset(out) == []
 
 
 def test_every_other_file_is_copied_with_symlinks_resolved(raw_run):

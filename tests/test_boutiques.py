@@ -1,4 +1,4 @@
-"""The Boutiques descriptor (boutiques/bids-deface.json) is valid and runs the real app.
+"""The Boutiques descriptor (boutiques.json) is valid and runs the real app.
 
 `bosh validate` checks the descriptor against the Boutiques schema, `bosh invocation` checks the
 example invocations against the descriptor, and `bosh exec launch --no-container` runs the
@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from bids_deface.heads import fetch_head, fetch_sidecar
+from tools.heads import fetch_head, fetch_sidecar
 
 REPO = Path(__file__).resolve().parents[1]
-DESCRIPTOR = REPO / "boutiques" / "bids-deface.json"
-INVOCATIONS = REPO / "boutiques" / "invocations"
+DESCRIPTOR = REPO / "boutiques.json"
+INVOCATIONS = REPO / "examples" / "invocations"
 BIN = Path(sys.executable).parent
 BOSH = str(BIN / "bosh")
 ENV = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}")
@@ -50,8 +50,9 @@ def test_descriptor_matches_cli():
     # and every option of the CLI is described (console-only ones aside)
     from bids_deface.cli.parser import build_parser
 
+    participant = build_parser()._subparsers._group_actions[0].choices["participant"]
     undescribed = sorted(
-        action.option_strings[0] for action in build_parser()._actions
+        action.option_strings[0] for action in participant._actions
         if action.option_strings and action.dest not in ("help", "version", "verbose")
         and not flags & set(action.option_strings)
     )

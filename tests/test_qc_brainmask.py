@@ -7,7 +7,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from bids_deface.heads import fetch_extra, fetch_head
+from tools.heads import fetch_extra, fetch_head
 from bids_deface.qc.brainmask import brain_mask, brain_voxels_changed, template_files
 
 

@@ -9,12 +9,12 @@ import json
 import nibabel as nib
 import pytest
 
-from bids_deface.heads import fetch_head
+from tools.heads import fetch_head
 from bids_deface.qc import figure_name, qc_failed, run_qc
-from bids_deface.qc.controls import remove_face_crudely
+from tools.qc_controls import remove_face_crudely
 from bids_deface.qc.facecheck import DETECTORS, face_detected, face_scores, faces_found, model_path
 from bids_deface.qc.render import render_setup, render_views
-from bids_deface.training.labels import head_labels
+from training.labels import head_labels
 
 VIEWS = {"left45": -45.0, "frontal": 0.0, "right45": 45.0}
 

@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from bids_deface.heads import fetch_head
+from tools.heads import fetch_head
 from bids_deface.qc.render import VIEWS, ras_volume, render_setup, render_views
 
 

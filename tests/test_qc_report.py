@@ -15,7 +15,7 @@ from PIL import Image
 
 from bids_deface.distort import deface_image
 from bids_deface.qc import run_qc, write_group_index, write_participant_report
-from bids_deface.training.labels import head_labels
+from training.labels import head_labels
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from bids_deface.heads import fetch_head, fetch_sidecar
+from tools.heads import fetch_head, fetch_sidecar
 
 REPO = Path(__file__).resolve().parents[1]
 SLURM_SCRIPT = REPO / "scripts" / "slurm-localhost.sh"

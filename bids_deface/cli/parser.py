@@ -1,53 +1,79 @@
-"""Command-line arguments of ``bids-deface`` (BIDS-Apps conventions, as fMRIPrep and MRIQC)."""
+"""The one command-line parser of ``bids-deface``: every subcommand, every option, its help.
+
+The BIDS-Apps form ``bids-deface BIDS_DIR OUTPUT_DIR participant|group [options]`` (as fMRIPrep and
+MRIQC) is read as the subcommand ``participant``/``group``; the other doors are subcommands of their
+own (``bids-deface dicom IN OUT``). A usage error is one line naming the problem, never the usage
+block: ``bids-deface: error: <problem> (see bids-deface --help)``, exit status 2.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 
-from bids_deface.bids import FACE_SUFFIXES, FEATURES, package_version
+from bids_deface.dataset.provenance import package_version
+from bids_deface.dataset.select import FACE_SUFFIXES
+from bids_deface.features import FEATURES
+
+PROG = "bids-deface"
+BIDS_APP_LEVELS = ("participant", "group")
 
 EXAMPLES = """\
-examples:
-  # deface every face-bearing image into a BIDS derivative dataset
-  bids-deface /data/bids /data/bids-defaced participant
+subcommands, with an example each:
+  participant   deface every face-bearing image into a BIDS derivative (or a raw copy)
+                  bids-deface /data/bids /data/bids-defaced participant
+                  bids-deface /data/bids /data/bids-shareable participant --output-layout raw
+                  bids-deface /data/bids /data/out participant --participant-label 01 sub-02 \\
+                      --suffix T1w --features eyes nose --nprocs 4
+                  bids-deface /data/bids /data/out participant --plugin SLURM \\
+                      --plugin-args '{"sbatch_args": "--time=00:30:00 --mem=4G"}'
+  group         a summary of every image (TSV and HTML), after the participant level
+                  bids-deface /data/bids /data/out group
+  dicom         de-identify (PS3.15 Annex E) and deface a folder of DICOM files
+                  bids-deface dicom /data/dicom-in /data/dicom-out --key-file site.key
 
-  # two participants, T1w only, eyes and nose only, 4 processes
-  bids-deface /data/bids /data/out participant --participant-label 01 sub-02 \\
-      --suffix T1w --features eyes nose --nprocs 4
-
-  # a complete copy of the dataset, ready to upload, with every face defaced
-  bids-deface /data/bids /data/bids-shareable participant --output-layout raw
-
-  # on a SLURM cluster (each image is one job)
-  bids-deface /data/bids /data/out participant --plugin SLURM \\
-      --plugin-args '{"sbatch_args": "--time=00:30:00 --mem=4G"}'
-
-  # then a summary of every image (TSV and HTML)
-  bids-deface /data/bids /data/out group
-
-  # DICOM: de-identify and deface a folder of DICOM files
-  bids-deface dicom /data/dicom-in /data/dicom-out
+'bids-deface SUBCOMMAND --help' lists a subcommand's options.
 """
 
 
-def _cpu_count() -> int:
+class UsageError(Exception):
+    """A request that cannot be run as asked; shown as one line, exit status 2."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the problem (no usage block)."""
+
+    def error(self, message):  # noqa: D401 - argparse's hook
+        raise UsageError(message)
+
+
+def usage_line(message: str) -> str:
+    return f"{PROG}: error: {message} (see {PROG} --help)"
+
+
+# ---------------------------------------------------------------------------- value types
+
+def cpu_count() -> int:
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
 
 
-def _positive_int(value: str) -> int:
-    number = int(value)
+def positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {value!r}") from None
     if number < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return number
 
 
-def _plugin_args(value: str) -> dict:
+def plugin_args(value: str) -> dict:
     """JSON text, or the path of a JSON file."""
     text = value
     if not value.lstrip().startswith("{") and Path(value).is_file():
@@ -61,29 +87,22 @@ def _plugin_args(value: str) -> dict:
     return args
 
 
-def _existing_file(value: str) -> Path:
+def existing_file(value: str) -> Path:
     path = Path(value)
     if not path.is_file():
         raise argparse.ArgumentTypeError(f"{value}: no such file")
     return path.absolute()
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="bids-deface",
-        description="Deface head MRI before sharing: find the eyes, nose and ears with a 3D U-Net and "
-                    "distort only those (after Jeong et al., JMIR 2020); remove identifying metadata "
-                    "(NIfTI header fields and extensions, sidecar keys, scans.tsv times).",
-        epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("bids_dir", type=Path, help="the input BIDS dataset (never written)")
-    parser.add_argument("output_dir", type=Path, help="where outputs go (must not be inside bids_dir)")
-    parser.add_argument("analysis_level", choices=["participant", "group"],
-                        help="participant: deface images; group: summarise every image (TSV and HTML)")
-    parser.add_argument("--version", action="version", version=f"bids-deface {package_version()}")
+# ---------------------------------------------------------------------------- subcommands
 
-    sel = parser.add_argument_group("which images")
+def _bids_app_positionals(p: argparse.ArgumentParser) -> None:
+    p.add_argument("bids_dir", type=Path, help="the input BIDS dataset (never written)")
+    p.add_argument("output_dir", type=Path, help="where outputs go (must not be inside bids_dir)")
+
+
+def _selection(p: argparse.ArgumentParser) -> None:
+    sel = p.add_argument_group("which images")
     sel.add_argument("--participant-label", "--participant_label", nargs="+", metavar="LABEL",
                      help="participants to process (with or without sub-); default: all")
     sel.add_argument("--session-label", "--session_label", nargs="+", metavar="LABEL",
@@ -91,82 +110,185 @@ def build_parser() -> argparse.ArgumentParser:
     sel.add_argument("--suffix", nargs="+", metavar="SUFFIX",
                      help="image suffixes to deface; default: every anatomical suffix that can show a "
                           f"face ({', '.join(FACE_SUFFIXES)})")
-    sel.add_argument("--bids-filter-file", type=_existing_file, metavar="FILE",
+    sel.add_argument("--bids-filter-file", type=existing_file, metavar="FILE",
                      help='JSON filters per suffix, as in fMRIPrep: {"t1w": {"acquisition": "mprage"}}; '
                           'null: entity absent, "*": entity present')
     sel.add_argument("--skip-bids-validation", action="store_true",
                      help="do not validate the input with bids-validator-deno")
+    sel.add_argument("--qc-dir", type=Path, metavar="DIR",
+                     help="participant: run quality control (3D renders before/after, face detectors, "
+                          "brain-voxel check) and write its figures and reports to DIR; group: write the "
+                          "QC index there. DIR must lie outside output_dir and bids_dir: the figures show "
+                          "the original face")
 
-    dfc = parser.add_argument_group("defacing")
+
+def _verbosity(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more messages (-vv: nipype's too)")
+
+
+def _participant(sub) -> None:
+    p = sub.add_parser("participant", prog=f"{PROG} BIDS_DIR OUTPUT_DIR participant", help="deface every face-bearing image",
+                       description="Deface every face-bearing image of BIDS_DIR: find the eyes, nose and ears "
+                                   "with a 3D U-Net and distort only those; remove identifying metadata.")
+    _bids_app_positionals(p)
+    _selection(p)
+    dfc = p.add_argument_group("defacing")
     dfc.add_argument("--features", nargs="+", choices=FEATURES, default=list(FEATURES),
                      help="facial features to distort (default: eyes nose ears)")
     dfc.add_argument("--seed", type=int, default=0,
                      help="seed of the ear noise; the same seed gives the same output (default 0)")
-    dfc.add_argument("--eye-margin-mm", type=float, dest="eye_box_margin_mm",
+    dfc.add_argument("--eye-margin-mm", type=float, dest="eye_box_margin_mm", metavar="MM",
                      help="margin of the periocular boxes around each eye, mm (paper default: 10)")
-    dfc.add_argument("--eye-band-vox", type=int, dest="eye_surface_band_vox",
+    dfc.add_argument("--eye-band-vox", type=int, dest="eye_surface_band_vox", metavar="N",
                      help="voxels on each side of the face surface flattened in the eye boxes (paper: 2)")
-    dfc.add_argument("--nose-box-scale", type=float, dest="nose_box_scale",
+    dfc.add_argument("--nose-box-scale", type=float, dest="nose_box_scale", metavar="FACTOR",
                      help="factor on the nose box's half-extent (paper: 2, i.e. doubled on each side)")
-    dfc.add_argument("--metadata-policy", type=_existing_file, metavar="FILE",
-                     help="a sidecar policy (JSON) that extends or overrides the shipped list of "
-                          "identifying keys")
+    dfc.add_argument("--metadata-policy", type=existing_file, metavar="FILE",
+                     help="a metadata policy (JSON) that extends or overrides the shipped one")
 
-    out = parser.add_argument_group("outputs")
+    out = p.add_argument_group("outputs")
     out.add_argument("--output-layout", choices=["derivative", "raw"], default="derivative",
                      help="derivative (default): a BIDS derivative dataset with desc-defaced images, "
                           "feature labels and provenance; raw: a complete copy of the input dataset "
                           "with every face-bearing image defaced under its own name, ready to upload")
-    out.add_argument("--qc-dir", type=Path, metavar="DIR",
-                     help="run quality control (3D renders before/after, face detectors, brain-voxel "
-                          "check; ~11 s per image) and write its figures, sub-<label>.html and "
-                          "index.html to DIR, which must lie outside output_dir and bids_dir: they show "
-                          "the original face. An image on which a face is still found is not written "
-                          "and counts as failed")
 
-    run = parser.add_argument_group("execution")
+    run = p.add_argument_group("execution")
     run.add_argument("-w", "--work-dir", type=Path, metavar="DIR",
                      help="working directory, private (0700): what the run put there is removed at the end, "
                           "after failures too, unless --keep-work (default: a new temporary directory)")
     run.add_argument("--keep-work", action="store_true",
                      help="keep the working directory (it holds un-defaced intermediate images)")
-    run.add_argument("--nprocs", "--nthreads", "--n_cpus", type=_positive_int, default=_cpu_count(),
+    run.add_argument("--nprocs", "--nthreads", "--n_cpus", type=positive_int, default=cpu_count(), metavar="N",
                      help="processes to run in parallel (default: all available CPUs)")
-    run.add_argument("--omp-nthreads", type=_positive_int,
+    run.add_argument("--omp-nthreads", type=positive_int, metavar="N",
                      help="threads per detection (default: nprocs divided among the images)")
     run.add_argument("--plugin", default="MultiProc",
                      help="nipype execution plugin: MultiProc (default), Linear, SLURM, SGE, PBS, ...")
-    run.add_argument("--plugin-args", type=_plugin_args, default={}, metavar="JSON",
+    run.add_argument("--plugin-args", type=plugin_args, default={}, metavar="JSON",
                      help='plugin arguments as JSON text or a JSON file, e.g. \'{"sbatch_args": "--mem=4G"}\'')
-    run.add_argument("-v", "--verbose", action="count", default=0,
-                     help="more messages (-vv: nipype's too)")
+    _verbosity(run)
+
+
+def _group(sub) -> None:
+    p = sub.add_parser("group", prog=f"{PROG} BIDS_DIR OUTPUT_DIR group", help="summarise every image (TSV and HTML)",
+                       description="Summarise the participant level's results in OUTPUT_DIR: one row per "
+                                   "image (TSV and HTML).")
+    _bids_app_positionals(p)
+    _selection(p)
+    _verbosity(p)
+
+
+def _dicom(sub) -> None:
+    p = sub.add_parser("dicom", prog=f"{PROG} dicom", help="de-identify and deface a folder of DICOM files",
+                       description="De-identify DICOM headers to PS3.15 Annex E and deface the pixels of head "
+                                   "MR/CT series (eyes, nose, ears), writing a mirrored tree with neutral names.")
+    p.add_argument("in_dir", type=Path, help="folder of DICOM files (searched recursively; never written)")
+    p.add_argument("out_dir", type=Path, help="output folder (created; must not be inside IN_DIR)")
+    key = p.add_mutually_exclusive_group()
+    key.add_argument("--key", help="secret key for UIDs, pseudonyms and date shifts (or set "
+                                   "$BIDS_DEFACE_DICOM_KEY); keep it to re-run consistently")
+    key.add_argument("--key-file", type=Path, metavar="FILE", help="file whose content is the secret key")
+    p.add_argument("--pseudonyms", type=Path, metavar="FILE",
+                   help="two-column file: PatientID<TAB>pseudonym (default: keyed hash)")
+    g = p.add_argument_group("PS3.15 Annex E options")
+    g.add_argument("--retain-modified-dates", action="store_true",
+                   help="Retain Longitudinal Temporal Information with Modified Dates "
+                        "(dates shifted per patient under the key)")
+    g.add_argument("--retain-patient-characteristics", action="store_true",
+                   help="Retain Patient Characteristics (sex, age, size, weight)")
+    g.add_argument("--retain-device-identity", action="store_true",
+                   help="Retain Device Identity (station name, device serial number)")
+    g.add_argument("--retain-institution-identity", action="store_true",
+                   help="Retain Institution Identity (institution name and address)")
+    g.add_argument("--clean-descriptors", action="store_true",
+                   help="keep descriptions, with the data set's identifying words and dates removed")
+    g.add_argument("--retain-safe-private", action="store_true",
+                   help="keep the private attributes listed as safe (otherwise all are removed)")
+    p.add_argument("--no-deface", action="store_true", help="de-identify headers only")
+    p.add_argument("--accept-burned-in", action="store_true",
+                   help="process files marked Burned In Annotation YES (refused by default)")
+    _verbosity(p)
+
+
+SUBCOMMANDS = {"participant": _participant, "group": _group, "dicom": _dicom}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog=PROG,
+        usage=f"{PROG} BIDS_DIR OUTPUT_DIR {{participant,group}} [options]\n"
+              f"       {PROG} {{{','.join(s for s in SUBCOMMANDS if s not in BIDS_APP_LEVELS)}}} ...",
+        description="Deface head MRI before sharing: find the eyes, nose and ears with a 3D U-Net and "
+                    "distort only those (after Jeong et al., JMIR 2020); remove identifying metadata.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {package_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND", parser_class=OneLineParser)
+    for add in SUBCOMMANDS.values():
+        add(sub)
     return parser
 
 
+def bids_app_argv(argv: list[str]) -> list[str]:
+    """``BIDS_DIR OUTPUT_DIR participant …`` → ``participant BIDS_DIR OUTPUT_DIR …``."""
+    if argv and argv[0] in SUBCOMMANDS:
+        return argv
+    positionals = [i for i, a in enumerate(argv) if not a.startswith("-")][:3]
+    if len(positionals) == 3 and argv[positionals[2]] in BIDS_APP_LEVELS and positionals[:2] == [0, 1]:
+        level = argv[positionals[2]]
+        return [level, *argv[:positionals[2]], *argv[positionals[2] + 1:]]
+    return argv
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Parse and check the arguments; errors exit with status 2 and one line, as argparse does."""
+    """Parse and check the arguments; a usage error raises :class:`UsageError` (one line)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    opts = parser.parse_args(argv)
+    if not argv:
+        raise UsageError("no subcommand: give BIDS_DIR OUTPUT_DIR participant|group, or one of "
+                         + ", ".join(s for s in SUBCOMMANDS if s not in BIDS_APP_LEVELS))
+    normalised = bids_app_argv(argv)
+    if normalised[0] not in SUBCOMMANDS and not normalised[0].startswith("-"):
+        raise UsageError(f"unknown subcommand {normalised[0]!r}: expected BIDS_DIR OUTPUT_DIR participant|group, "
+                         "or one of " + ", ".join(s for s in SUBCOMMANDS if s not in BIDS_APP_LEVELS))
+    opts = parser.parse_args(normalised)
+    if opts.command is None:
+        raise UsageError("no subcommand given")
+    if opts.command in BIDS_APP_LEVELS:
+        check_bids_app_paths(opts)
+    return opts
+
+
+def _inside(path: Path, root: Path) -> bool:
+    path, root = path.absolute().resolve(), root.absolute().resolve()
+    return path == root or root in path.parents
+
+
+def check_bids_app_paths(opts: argparse.Namespace) -> None:
+    """Absolute paths; the input exists; outputs, work and QC folders lie where they may."""
     bids_dir = opts.bids_dir.absolute()
     if not bids_dir.is_dir():
-        parser.error(f"bids_dir {opts.bids_dir}: no such directory")
+        raise UsageError(f"bids_dir {opts.bids_dir}: no such directory")
+    if not os.access(bids_dir, os.R_OK | os.X_OK):
+        raise UsageError(f"bids_dir {opts.bids_dir}: not readable")
     output_dir = opts.output_dir.absolute()
-    real_in, real_out = bids_dir.resolve(), output_dir.resolve()
-    if real_out == real_in or real_in in real_out.parents:
-        parser.error(f"output_dir {opts.output_dir} is inside bids_dir {opts.bids_dir}: "
-                     "the input is never written, choose a folder outside it")
-    if opts.work_dir is not None:
-        work = opts.work_dir.absolute().resolve()
-        if work == real_in or real_in in work.parents:
-            parser.error(f"work dir {opts.work_dir} is inside bids_dir {opts.bids_dir}")
+    if _inside(output_dir, bids_dir):
+        raise UsageError(f"output_dir {opts.output_dir} is inside bids_dir {opts.bids_dir}: "
+                         "the input is never written, choose a folder outside it")
+    if output_dir.exists() and not output_dir.is_dir():
+        raise UsageError(f"output_dir {opts.output_dir} is a file, not a folder")
+    if getattr(opts, "work_dir", None) is not None:
+        for name, root in (("bids_dir", bids_dir), ("output_dir", output_dir)):
+            if _inside(opts.work_dir, root):
+                raise UsageError(f"work dir {opts.work_dir} is inside {name}: it holds un-defaced images")
+        opts.work_dir = opts.work_dir.absolute()
     if opts.qc_dir is not None:
-        qc = opts.qc_dir.absolute().resolve()
-        for name, root in (("bids_dir", real_in), ("output_dir", real_out)):
-            if qc == root or root in qc.parents:
-                parser.error(f"--qc-dir {opts.qc_dir} is inside {name}: QC figures show the original face, "
-                             "keep them apart from the data you share")
+        for name, root in (("bids_dir", bids_dir), ("output_dir", output_dir)):
+            if _inside(opts.qc_dir, root):
+                raise UsageError(f"--qc-dir {opts.qc_dir} is inside {name}: QC figures show the original face, "
+                                 "keep them apart from the data you share")
         opts.qc_dir = opts.qc_dir.absolute()
     opts.bids_dir, opts.output_dir = bids_dir, output_dir
-    opts.work_dir = opts.work_dir.absolute() if opts.work_dir is not None else None
-    opts.features = list(dict.fromkeys(opts.features))
-    return opts
+    if hasattr(opts, "features"):
+        opts.features = list(dict.fromkeys(opts.features))

@@ -1,7 +1,7 @@
 """PS3.15 Annex E: the Basic Application Level Confidentiality Profile and its options.
 
 The attributes and their actions come from ``bids_deface/data/annex_e.tsv`` (Table
-E.1-1, built by :mod:`bids_deface.dicom.annex_e_build`). This module turns one row
+E.1-1, built by :mod:`tools.annex_e_build`). This module turns one row
 and the options a user chose into a single action:
 
 ``D`` replace with a dummy value · ``Z`` replace with an empty value · ``X`` remove ·

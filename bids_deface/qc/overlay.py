@@ -11,10 +11,10 @@ import nibabel as nib
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..features import LABELS
+from ..features import LABELS, colour_rgb
 from ..features.geometry import as_3d, robust_range
 
-COLOURS = {LABELS["eyes"]: (255, 60, 60), LABELS["nose"]: (60, 220, 60), LABELS["ears"]: (70, 130, 255)}
+COLOURS = {value: colour_rgb(name) for name, value in LABELS.items()}
 BRAIN = (255, 210, 0)
 CHANGED = (255, 0, 255)
 SCALE = 2  # screen pixels per millimetre

@@ -7,7 +7,9 @@ import re
 
 from nipype.pipeline import engine as pe
 
-from bids_deface import bids
+from bids_deface.features import FEATURES
+from bids_deface.dataset.naming import derivative_paths, qc_paths, raw_paths
+from bids_deface.dataset.select import FaceImage
 from bids_deface.workflows.deface import init_deface_wf
 
 
@@ -18,7 +20,7 @@ def image_seed(seed: int, relpath: str) -> int:
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
-def workflow_name(image: bids.FaceImage, taken: set[str]) -> str:
+def workflow_name(image: FaceImage, taken: set[str]) -> str:
     """A nipype-safe, readable, unique name: ``deface_sub_01_ses_a_T1w_wf``."""
     base = "deface_" + re.sub(r"[^0-9A-Za-z]", "_", image.stem)
     name, i = f"{base}_wf", 1
@@ -29,7 +31,7 @@ def workflow_name(image: bids.FaceImage, taken: set[str]) -> str:
     return name
 
 
-def init_bids_deface_wf(*, images, output_dir, output_layout="derivative", features=bids.FEATURES, seed=0,
+def init_bids_deface_wf(*, images, output_dir, output_layout="derivative", features=FEATURES, seed=0,
                         omp_nthreads=1, policy_file=None, margins=None, qc_dir=None, name="bids_deface_wf"):
     """One :func:`init_deface_wf` per image, all in one workflow.
 
@@ -40,17 +42,17 @@ def init_bids_deface_wf(*, images, output_dir, output_layout="derivative", featu
     output_layout : ``"derivative"`` (``…_desc-defaced_<suffix>`` + labels) or ``"raw"`` (the
         input's own names; sidecars are written by the raw copy, not here).
     features, seed, omp_nthreads, policy_file, margins : see :func:`init_deface_wf`.
-    qc_dir : run QC and keep its figures and results here (see :func:`bids.qc_paths`).
+    qc_dir : run QC and keep its figures and results here (see :func:`qc_paths`).
 
     Returns
     -------
     (workflow, {per-image workflow name: image})
     """
     wf = pe.Workflow(name=name)
-    by_name: dict[str, bids.FaceImage] = {}
+    by_name: dict[str, FaceImage] = {}
     taken: set[str] = set()
     for image in images:
-        paths = bids.derivative_paths(image) if output_layout == "derivative" else bids.raw_paths(image)
+        paths = derivative_paths(image) if output_layout == "derivative" else raw_paths(image)
         sub = init_deface_wf(features=features, omp_nthreads=omp_nthreads, policy_file=policy_file,
                              margins=margins, qc=qc_dir is not None, name=workflow_name(image, taken))
         inputs = sub.get_node("inputnode").inputs
@@ -66,7 +68,7 @@ def init_bids_deface_wf(*, images, output_dir, output_layout="derivative", featu
         inputs.out_record = paths.record
         inputs.stem = image.stem
         if qc_dir is not None:
-            figures, result = bids.qc_paths(image, qc_dir)
+            figures, result = qc_paths(image, qc_dir)
             inputs.qc_figures_dir, inputs.qc_json = str(figures), str(result)
         wf.add_nodes([sub])
         by_name[sub.name] = image

@@ -5,18 +5,11 @@ from __future__ import annotations
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
-from importlib import resources
 from pathlib import Path
 
-from bids_deface.bids import FEATURES
-from bids_deface.interfaces.bids import DefacedSink
+from bids_deface.features import FEATURES, shipped_weights
+from bids_deface.interfaces.sink import DefacedSink
 from bids_deface.interfaces.deface import DetectFeatures, DistortFeatures, LoadImage, RestoreGrid, ScrubMetadata
-
-def shipped_weights() -> str:
-    """The weights ``features.detect.default_weights()`` loads, found without importing the
-    detector: torch stays out of the main process (2 s of start-up), a test keeps the two equal."""
-    return str(resources.files("bids_deface") / "data" / "facialfeatures_unet.pt")
-
 
 INPUT_FIELDS = ("in_file", "source_relpath", "metadata", "seed", "output_dir", "out_image", "out_sidecar",
                 "out_dseg", "out_dseg_sidecar", "out_record", "stem", "qc_figures_dir", "qc_json")
@@ -59,8 +52,8 @@ def init_deface_wf(*, features=FEATURES, omp_nthreads: int = 1, policy_file: str
 
     load = pe.Node(LoadImage(), name="load", mem_gb=0.5)
     detect = pe.Node(DetectFeatures(omp_nthreads=omp_nthreads), name="detect", n_procs=omp_nthreads, mem_gb=1.5)
-    if Path(shipped_weights()).exists():  # else the detector reports the missing weights per image
-        detect.inputs.weights = shipped_weights()
+    if shipped_weights().exists():  # else the detector reports the missing weights per image
+        detect.inputs.weights = str(shipped_weights())
     distort = pe.Node(DistortFeatures(features=list(features), **(margins or {})), name="distort", mem_gb=1.0)
     restore = pe.Node(RestoreGrid(), name="restore", mem_gb=0.5)
     scrub = pe.Node(ScrubMetadata(**({"policy_file": str(policy_file)} if policy_file else {})),

@@ -1,7 +1,7 @@
 """Propose facial landmarks for a head from its surface, as a starting point for annotation.
 
-The annotator runs ``python -m bids_deface.training.annotate HEAD``, looks at the overlays
-(``python -m bids_deface.training.overlays HEAD``), corrects the numbers and commits
+The annotator runs ``python -m training.annotate HEAD``, looks at the overlays
+(``python -m training.overlays HEAD``), corrects the numbers and commits
 ``annotations/HEAD.json``. Proposals are never used for training directly.
 """
 
@@ -14,7 +14,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..features.geometry import head_mask, to_ras
+from bids_deface.features.geometry import head_mask, to_ras
 
 
 def _index_to_world(affine, ijk):
@@ -107,7 +107,7 @@ def _propose_ear(mask, A, side, tip, nasion):
 
 
 if __name__ == "__main__":
-    from ..heads import fetch_head
+    from tools.heads import fetch_head
 
     for head in sys.argv[1:]:
         print(head, json.dumps({k: np.round(v, 1).tolist() for k, v in propose_landmarks(nib.load(fetch_head(head))).items()}))

@@ -1,8 +1,8 @@
 """Train the facial-feature detector: one seeded, resumable command from fetched heads to weights.
 
-    python -m bids_deface.training.train --out bids_deface/data/facialfeatures_unet.pt
+    python -m training.train --out bids_deface/data/facialfeatures_unet.pt
 
-Heads are fetched (bids_deface.heads), labelled from their committed landmarks, and sampled
+Heads are fetched (tools.heads), labelled from their committed landmarks, and sampled
 through the augmentation pipeline. Each epoch trains on freshly drawn samples and is checked on a
 fixed validation set (augmented samples from a separate seed stream); the best weights by
 validation Dice are kept and training stops early when validation stops improving. A checkpoint
@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..features.geometry import to_ras
-from ..features.unet import AttentionUNet3D, dice_ce_loss
-from ..heads import cache_dir, fetch_head
+from bids_deface.features.geometry import to_ras
+from bids_deface.features.unet import AttentionUNet3D, dice_ce_loss
+from tools.heads import cache_dir, fetch_head
 from .augment import TrainingHead, draw_sample
 from .labels import annotation_path, label_ras, load_landmarks
 

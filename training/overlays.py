@@ -1,6 +1,6 @@
 """Draw label overlays for checking annotations by eye: slices and surface views.
 
-``python -m bids_deface.training.overlays [HEAD ...] [-o DIR]`` writes ``DIR/<head>_labels.png``
+``python -m training.overlays [HEAD ...] [-o DIR]`` writes ``DIR/<head>_labels.png``
 for every annotated head (default all): a mid-sagittal slice through the nose, an axial slice
 through the eyes, a coronal slice through the ears, and frontal and both lateral surface views
 with eyes (red), nose (green) and ears (blue) tinted and the landmarks marked, on a 10 mm grid.
@@ -15,7 +15,7 @@ import nibabel as nib
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..features.geometry import head_mask, robust_range, to_ras
+from bids_deface.features.geometry import head_mask, robust_range, to_ras
 from .labels import Landmarks, label_ras, load_landmarks
 
 COLOURS = {1: (255, 40, 40), 2: (40, 220, 40), 3: (60, 120, 255)}
@@ -124,7 +124,7 @@ def overlay_figure(data: np.ndarray, affine: np.ndarray, labels: np.ndarray, lm:
 
 
 def draw_head(head: str, out_dir: Path) -> Path:
-    from ..heads import fetch_head
+    from tools.heads import fetch_head
 
     img = nib.load(fetch_head(head))
     lm = load_landmarks(head)

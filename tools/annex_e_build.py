@@ -20,7 +20,7 @@ the rule the standard applies to every such attribute: a date, time or datetime
 is ``K`` under Retain Longitudinal Full Dates and ``C`` under Modified Dates; a
 ``U`` attribute is ``K`` under Retain UIDs. Those rows say ``options=rule``.
 
-Run ``python -m bids_deface.dicom.annex_e_build`` to rewrite the table (it
+Run ``python -m tools.annex_e_build`` to rewrite the table (it
 fetches the wheel once into the cache); tests check the shipped table equals
 what this produces.
 """
@@ -34,11 +34,11 @@ from pathlib import Path
 
 from pydicom.datadict import dictionary_description, dictionary_keyword, dictionary_VR
 
-from bids_deface.dicom.testdata import distribution
+from tools.dicom_testdata import distribution
 
 ANONYMIZER = ("dicom-anonymizer", "2.1.0")
 ANONYMIZER_MEMBER = "dicomanonymizer/dicom_anonymization_databases/dicomfields_2026c.py"
-TABLE = Path(__file__).resolve().parents[1] / "data" / "annex_e.tsv"
+TABLE = Path(__file__).resolve().parents[1] / "bids_deface" / "data" / "annex_e.tsv"
 
 # Option columns of the TSV, in the standard's order (Table E.1-1 column headings).
 OPTION_COLUMNS = (

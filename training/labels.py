@@ -2,7 +2,7 @@
 
 Each training head has a small committed annotation, ``annotations/<head>.json``: landmark
 coordinates in world (RAS, mm) space, placed by looking at slices and surface views
-(``python -m bids_deface.training.overlays`` draws them). The rules below turn landmarks into
+(``python -m training.overlays`` draws them). The rules below turn landmarks into
 labels on a 1 mm RAS grid; the result is then sampled back onto the head's own grid.
 
 - eyes: a sphere over each eyeball reaching the eyelid skin, inside the head;
@@ -16,15 +16,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..features import LABELS
-from ..features.geometry import as_3d, head_mask, resample, to_ras
+from bids_deface.features import LABELS
+from bids_deface.features.geometry import as_3d, head_mask, resample, to_ras
 
 EYE_RADIUS_MM = 17.0
 NOSE_BACK_MM = 4.0  # the nose's base lies this far behind the nasion-subnasale line
@@ -65,7 +64,7 @@ class Landmarks:
 
 
 def annotation_path(head: str) -> Path:
-    return Path(str(resources.files("bids_deface.training") / "annotations" / f"{head}.json"))
+    return Path(__file__).with_name("annotations") / f"{head}.json"
 
 
 def load_annotation(head: str) -> dict:
@@ -146,8 +145,8 @@ def make_label_image(img: nib.spatialimages.SpatialImage, lm: Landmarks) -> nib.
 
 
 def head_labels(head: str) -> tuple[nib.Nifti1Image, nib.Nifti1Image]:
-    """(image, label image) of a named training head (see bids_deface.heads)."""
-    from ..heads import fetch_head
+    """(image, label image) of a named training head (see tools.heads)."""
+    from tools.heads import fetch_head
 
     img = nib.load(fetch_head(head))
     return img, make_label_image(img, load_landmarks(head))

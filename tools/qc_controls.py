@@ -9,8 +9,8 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 
-from ..features.geometry import as_3d
-from .render import surface_threshold
+from bids_deface.features.geometry import as_3d
+from bids_deface.qc.render import surface_threshold
 
 
 def remove_face_crudely(img: nib.spatialimages.SpatialImage, depth_mm: float = 80.0) -> nib.Nifti1Image:

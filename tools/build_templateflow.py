@@ -16,10 +16,10 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from bids_deface.heads import fetch_extra, fetch_head
+from tools.heads import fetch_extra, fetch_head
 
 TPL = "MNI152NLin2009cSym"
-OUT = Path(__file__).resolve().parent / f"tpl-{TPL}"
+OUT = Path(__file__).resolve().parents[1] / "bids_deface" / "data" / "templateflow" / f"tpl-{TPL}"
 
 
 def block_mean(data: np.ndarray, k: int) -> np.ndarray:

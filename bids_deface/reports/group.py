@@ -1,4 +1,4 @@
-"""Group level: one row per image (status, features found, voxels distorted, errors), as TSV and HTML.
+"""The group summary: one row per image (status, features found, voxels distorted, errors), as TSV and HTML.
 
 Reads the per-image records that the participant level leaves in ``logs/images/`` and lists
 the selected images of the input dataset that have none as ``not processed``.
@@ -13,16 +13,18 @@ import json
 import logging
 from pathlib import Path
 
-from bids_deface import bids
+from bids_deface.dataset.naming import parse_name, strip_extension
+from bids_deface.dataset.select import FaceImage
+from bids_deface.features import FEATURES
 
 LOGGER = logging.getLogger("bids_deface")
 SUMMARY_TSV = "group_summary.tsv"
 SUMMARY_HTML = "group_summary.html"
 COLUMNS = (
     "image", "subject", "session", "suffix", "status",
-    *(f"{f}_found" for f in bids.FEATURES),
-    *(f"{f}_voxels" for f in bids.FEATURES),
-    *(f"{f}_confidence" for f in bids.FEATURES),
+    *(f"{f}_found" for f in FEATURES),
+    *(f"{f}_voxels" for f in FEATURES),
+    *(f"{f}_confidence" for f in FEATURES),
     "face_detected_after", "brain_voxels_changed", "features", "warnings", "error", "output",
 )
 
@@ -40,7 +42,7 @@ def read_records(output_dir: Path) -> dict[str, dict]:
     return records
 
 
-def summary_rows(records: dict[str, dict], images: list[bids.FaceImage] | None = None) -> list[dict]:
+def summary_rows(records: dict[str, dict], images: list[FaceImage] | None = None) -> list[dict]:
     """One row per image: those selected in the input (when given) and those with a record."""
     by_path = {image.relpath: image for image in images or []}
     rows = []
@@ -61,7 +63,7 @@ def summary_rows(records: dict[str, dict], images: list[bids.FaceImage] | None =
             "face_detected_after": _yes_no(prov.get("QC", {}).get("FaceDetectedAfter")),
             "brain_voxels_changed": prov.get("QC", {}).get("BrainVoxelsChanged", ""),
         }
-        for feature in bids.FEATURES:
+        for feature in FEATURES:
             row[f"{feature}_found"] = prov.get("DetectedComponents", {}).get(feature, "")
             row[f"{feature}_voxels"] = prov.get("VoxelCounts", {}).get(feature, "")
             row[f"{feature}_confidence"] = prov.get("DetectorConfidence", {}).get(feature, "")
@@ -75,7 +77,7 @@ def _yes_no(value) -> str:
 
 def _entities(relpath: str) -> tuple[dict, str]:
     try:
-        pairs, suffix, _ = bids.parse_name(Path(relpath).name)
+        pairs, suffix, _ = parse_name(Path(relpath).name)
     except ValueError:
         return {}, ""
     return dict(pairs), suffix
@@ -125,7 +127,7 @@ def write_qc_reports(qc_dir: Path, output_dir: Path, participants=None) -> list[
     entries: dict[str, list[dict]] = {}
     for relpath, record in read_records(output_dir).items():
         pairs, _ = _entities(relpath)
-        subject, stem = pairs.get("sub", ""), bids.strip_extension(Path(relpath).name)
+        subject, stem = pairs.get("sub", ""), strip_extension(Path(relpath).name)
         result = qc_dir / f"sub-{subject}" / f"{stem}_qc.json"
         entry = json.loads(result.read_text()) if result.is_file() else {"image": stem}
         if record.get("Error"):
@@ -141,31 +143,3 @@ def write_qc_reports(qc_dir: Path, output_dir: Path, participants=None) -> list[
         rows += [{**image, "participant": f"sub-{subject}", "report": str(report)} for image in images]
     written.append(write_group_index(qc_dir / "index.html", rows))
     return written
-
-
-def run_group(opts) -> int:
-    """``bids-deface bids_dir output_dir group``: write the summary; 0 when written."""
-    output_dir = opts.output_dir
-    if not (output_dir / "logs" / "images").is_dir():
-        print(f"bids-deface: error: {output_dir} holds no participant-level results (no logs/images/); "
-              "run the participant level first", flush=True)
-        return 2
-    images = None
-    try:
-        layout = bids.load_layout(opts.bids_dir)
-        images = bids.select_face_images(layout, participant_label=opts.participant_label,
-                                         session_label=opts.session_label, suffixes=opts.suffix,
-                                         bids_filters=bids.load_bids_filters(opts.bids_filter_file))
-    except bids.SelectionError as exc:
-        LOGGER.warning("input dataset not listed (%s): summarising the records only", exc)
-    rows = summary_rows(read_records(output_dir), images)
-    bids.write_text_atomic(output_dir / SUMMARY_TSV, summary_tsv(rows))
-    title = f"bids-deface summary: {output_dir.name}"
-    bids.write_text_atomic(output_dir / SUMMARY_HTML, summary_html(rows, title))
-    if opts.qc_dir is not None:
-        reports = write_qc_reports(opts.qc_dir, output_dir)
-        LOGGER.info("QC reports (they show the original face: do not share them): %s", reports[-1])
-    failed = sum(row["status"] in ("failed", "not processed") for row in rows)
-    LOGGER.info("%d image(s) summarised (%d failed or not processed): %s, %s", len(rows), failed,
-                output_dir / SUMMARY_TSV, output_dir / SUMMARY_HTML)
-    return 0

@@ -16,8 +16,8 @@ from typing import Callable
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..features.geometry import head_mask, resample
-from ..features.preprocess import GRID_MM, GRID_SHAPE, grid_affine, normalise, sample_to_grid
+from bids_deface.features.geometry import head_mask, resample
+from bids_deface.features.preprocess import GRID_MM, GRID_SHAPE, grid_affine, normalise, sample_to_grid
 
 Transform = Callable[[np.random.Generator, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 

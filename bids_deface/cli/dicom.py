@@ -1,0 +1,59 @@
+"""``bids-deface dicom IN_DIR OUT_DIR``: de-identify and deface a folder of DICOM files.
+
+Exit status: 0 when every DICOM file was written; 1 when any file was unreadable,
+failed, or was refused (burned-in annotation); 2 on a usage error.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from bids_deface.dicom.pipeline import LOG_NAME, RunOptions, run as run_dicom
+from bids_deface.dicom.profile import ProfileOptions
+from bids_deface.dicom.uids import read_pseudonyms
+
+KEY_ENV = "BIDS_DEFACE_DICOM_KEY"
+
+
+def _key(args) -> str | bytes:
+    if args.key_file:
+        key = args.key_file.read_bytes().strip()
+    else:
+        key = args.key or os.environ.get(KEY_ENV, "")
+    if not key:
+        raise ValueError(f"no key: give --key, --key-file or set {KEY_ENV}")
+    return key
+
+
+def run(args, argv=None) -> int:
+    """Run the DICOM door with parsed options; the exit status."""
+    try:
+        opts = RunOptions(
+            key=_key(args),
+            profile=ProfileOptions(
+                retain_long_modified_dates=args.retain_modified_dates,
+                retain_patient_characteristics=args.retain_patient_characteristics,
+                retain_device_identity=args.retain_device_identity,
+                retain_institution_identity=args.retain_institution_identity,
+                clean_descriptors=args.clean_descriptors,
+                retain_safe_private=args.retain_safe_private,
+            ),
+            pseudonyms=read_pseudonyms(args.pseudonyms) if args.pseudonyms else None,
+            deface=not args.no_deface,
+            accept_burned_in=args.accept_burned_in,
+        )
+        rows = run_dicom(args.in_dir, args.out_dir, opts)
+    except (OSError, ValueError) as exc:
+        print(f"bids-deface dicom: error: {exc}", file=sys.stderr)
+        return 2
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    defaced = sum(r.pixels == "defaced" for r in rows)
+    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    print(f"bids-deface dicom: {summary}; {defaced} defaced; log: {args.out_dir / LOG_NAME}")
+    for r in rows:
+        if r.failed:  # inputs named by position: their names may identify
+            print(f"  input #{r.input}: {r.status}: {r.message}", file=sys.stderr)
+    return 1 if any(r.failed for r in rows) else 0

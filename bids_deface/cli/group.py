@@ -1,0 +1,37 @@
+"""``bids-deface BIDS_DIR OUTPUT_DIR group``: the summary of every image, as TSV and HTML."""
+
+from __future__ import annotations
+
+from bids_deface.cli.logs import LOGGER
+from bids_deface.cli.parser import UsageError
+from bids_deface.dataset.atomic import write_text_atomic
+from bids_deface.dataset.select import SelectionError, load_bids_filters, load_layout, select_face_images
+from bids_deface.reports.group import (SUMMARY_HTML, SUMMARY_TSV, read_records, summary_html, summary_rows,
+                                       summary_tsv, write_qc_reports)
+
+
+def run(opts, argv=None) -> int:
+    """``bids-deface bids_dir output_dir group``: write the summary; 0 when written."""
+    output_dir = opts.output_dir
+    if not (output_dir / "logs" / "images").is_dir():
+        raise UsageError(f"{output_dir} holds no participant-level results (no logs/images/); "
+                         "run the participant level first")
+    images = None
+    try:
+        layout = load_layout(opts.bids_dir)
+        images = select_face_images(layout, participant_label=opts.participant_label,
+                                    session_label=opts.session_label, suffixes=opts.suffix,
+                                    bids_filters=load_bids_filters(opts.bids_filter_file))
+    except SelectionError as exc:
+        LOGGER.warning("input dataset not listed (%s): summarising the records only", exc)
+    rows = summary_rows(read_records(output_dir), images)
+    write_text_atomic(output_dir / SUMMARY_TSV, summary_tsv(rows))
+    title = f"bids-deface summary: {output_dir.name}"
+    write_text_atomic(output_dir / SUMMARY_HTML, summary_html(rows, title))
+    if opts.qc_dir is not None:
+        reports = write_qc_reports(opts.qc_dir, output_dir)
+        LOGGER.info("QC reports (they show the original face: do not share them): %s", reports[-1])
+    failed = sum(row["status"] in ("failed", "not processed") for row in rows)
+    LOGGER.info("%d image(s) summarised (%d failed or not processed): %s, %s", len(rows), failed,
+                output_dir / SUMMARY_TSV, output_dir / SUMMARY_HTML)
+    return 0

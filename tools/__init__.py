@@ -1,0 +1,1 @@
+"""Builders of shipped data and test data, and fetchers of the real test heads (not installed)."""

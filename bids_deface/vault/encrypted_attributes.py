@@ -1,0 +1,116 @@
+"""DICOM's own way back for the key holder: the Encrypted Attributes Sequence (0400,0500).
+
+PS3.15 E.1.1 (and C.12.1.1.4 of PS3.3): the original values of the attributes a de-identifier
+modified or removed go into the one item of a Modified Attributes Sequence (0400,0550); that
+sequence, as a data set in Explicit VR Little Endian, is the content of a CMS EnvelopedData
+(RFC 5652) whose DER bytes are the Encrypted Content (0400,0520) of an item of the Encrypted
+Attributes Sequence, beside its Encrypted Content Transfer Syntax UID (0400,0510). Standard-aware
+tools with a recipient's certificate and private key recover the values.
+
+CMS from ``cryptography``: key transport RSA (PKCS #1 v1.5, the only one its EnvelopedData builder
+offers), content encryption AES-256-CBC, one RecipientInfo per certificate. Pixel data (group
+7FE0) is never put here: defaced pixels go to the vault, which restores files byte for byte.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.ciphers import algorithms
+from cryptography.hazmat.primitives.serialization import pkcs7
+from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filereader import read_dataset
+from pydicom.filewriter import write_dataset
+from pydicom.sequence import Sequence
+from pydicom.uid import ExplicitVRLittleEndian
+
+from bids_deface.vault.errors import VaultError
+from bids_deface.vault.keys import MIN_RSA_BITS
+
+PIXEL_GROUP = 0x7FE0
+ENCRYPTED_ATTRIBUTES = 0x04000500
+
+
+def modified_attributes(original: Dataset, deidentified: Dataset) -> Dataset:
+    """The original top-level attributes that ``deidentified`` changed or lacks (pixels excluded),
+    with the original Specific Character Set so their text decodes as it did."""
+    item = Dataset()
+    for elem in original:
+        if elem.tag.group == PIXEL_GROUP or elem.tag == ENCRYPTED_ATTRIBUTES:
+            continue
+        if elem.tag not in deidentified or deidentified[elem.tag] != elem:
+            item.add(copy.deepcopy(elem))
+    if len(item) and "SpecificCharacterSet" in original:
+        item.SpecificCharacterSet = original.SpecificCharacterSet
+    return item
+
+
+def _explicit_little(ds: Dataset) -> bytes:
+    fp = DicomBytesIO()
+    fp.is_little_endian, fp.is_implicit_VR = True, False
+    write_dataset(fp, ds)
+    return fp.getvalue()
+
+
+def _check_certificate(cert: x509.Certificate) -> None:
+    key = cert.public_key()
+    if not isinstance(key, rsa.RSAPublicKey) or key.key_size < MIN_RSA_BITS:
+        raise VaultError(f"an Encrypted Attributes recipient needs an X.509 certificate of an RSA key of at "
+                         f"least {MIN_RSA_BITS} bits ('bids-deface keygen PREFIX --type rsa' writes PREFIX.cert.pem)")
+
+
+def build_encrypted_attributes(original: Dataset, deidentified: Dataset,
+                               certificates: list[x509.Certificate]) -> Sequence | None:
+    """The Encrypted Attributes Sequence for ``deidentified``: one item whose CMS envelope, opened
+    by any of ``certificates``' private keys, holds the original values of what changed.
+
+    Pure: neither data set is modified. None when nothing changed. Use as
+    ``deidentified.EncryptedAttributesSequence = build_encrypted_attributes(original, deidentified, certs)``.
+    """
+    if not certificates:
+        raise VaultError("no certificate to encrypt the original attributes for")
+    for cert in certificates:
+        _check_certificate(cert)
+    item = modified_attributes(original, deidentified)
+    if not len(item):
+        return None
+    content = Dataset()
+    content.ModifiedAttributesSequence = Sequence([item])
+    builder = (pkcs7.PKCS7EnvelopeBuilder().set_data(_explicit_little(content))
+               .set_content_encryption_algorithm(algorithms.AES256))
+    for cert in certificates:
+        builder = builder.add_recipient(cert)
+    envelope = builder.encrypt(serialization.Encoding.DER, [pkcs7.PKCS7Options.Binary])
+    encrypted = Dataset()
+    encrypted.EncryptedContentTransferSyntaxUID = ExplicitVRLittleEndian
+    encrypted.EncryptedContent = envelope
+    return Sequence([encrypted])
+
+
+def recover_original_attributes(ds: Dataset, certificate: x509.Certificate, private_key) -> Dataset:
+    """The item of the Modified Attributes Sequence that ``certificate`` and ``private_key`` open.
+
+    ``ds.update(recover_original_attributes(ds, cert, key))`` puts the original values back.
+    :class:`VaultError` when ``ds`` has no Encrypted Attributes Sequence or no item opens.
+    """
+    items = ds.get("EncryptedAttributesSequence") or []
+    if not items:
+        raise VaultError("the data set has no Encrypted Attributes Sequence (0400,0500)")
+    for item in items:
+        if item.get("EncryptedContentTransferSyntaxUID") != ExplicitVRLittleEndian:
+            continue  # the only encoding we write; others are someone else's items
+        try:
+            data = pkcs7.pkcs7_decrypt_der(bytes(item.EncryptedContent), certificate, private_key,
+                                           [pkcs7.PKCS7Options.Binary])
+        except (ValueError, TypeError):
+            continue
+        content = read_dataset(DicomBytesIO(data), is_implicit_VR=False, is_little_endian=True)
+        modified = content.get("ModifiedAttributesSequence") or []
+        if len(modified) != 1:
+            raise VaultError("the decrypted content holds no single Modified Attributes Sequence item")
+        return modified[0]
+    raise VaultError("no item of the Encrypted Attributes Sequence opens with this certificate and key")

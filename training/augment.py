@@ -1,30 +1,35 @@
-"""Seeded, composable augmentations that turn a handful of heads into endless training samples.
+"""Seeded, composable synthesis that turns a handful of heads into endless training samples.
 
 A sample is drawn in two steps. The spatial step moves the head (rotation, flip, scale, shear,
-shift) and samples image and labels onto the network grid in one resampling per volume, so
-labels stay aligned with the image by construction. The intensity steps then act on the
-grid image only: contrast changes (T2w/PD/FLAIR-like), gamma, bias field, blur, thick slices,
-Gaussian and Rician noise; a field-of-view cut removes image and labels together.
-Every transform takes an explicit ``numpy.random.Generator``.
+shift), deforms it elastically (``training.deform``), gives it the head's own or a
+domain-randomised contrast (``training.contrast``), optionally acquires it on an oblique grid
+with 1–7 mm slices (``training.acquire``), and samples image and labels onto the network grid
+through the same coordinates, so labels stay aligned with the image by construction. The
+intensity steps then act on the grid image only: contrast look-up tables, gamma, bias field,
+blur, Gaussian and Rician noise; field-of-view cuts (by the grid's planes or an oblique plane)
+remove image and labels together. Every transform takes an explicit ``numpy.random.Generator``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 from scipy import ndimage as ndi
 
 from bids_deface.features.geometry import head_mask, resample
-from bids_deface.features.preprocess import GRID_MM, GRID_SHAPE, grid_affine, normalise, sample_to_grid
+from bids_deface.features.preprocess import GRID_MM, GRID_SHAPE, grid_affine, normalise
+from .acquire import AcquisitionConfig, acquire, onto_grid, random_acquisition
+from .contrast import ContrastConfig, random_renderer
+from .deform import ElasticConfig, grid_points, random_warp, rotation
 
 Transform = Callable[[np.random.Generator, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass
 class TrainingHead:
-    """A head on a 1 mm RAS grid with its labels and its world bounding box."""
+    """A head on a 1 mm RAS grid with its labels, tissue map and world bounding box."""
 
     name: str
     data: np.ndarray
@@ -32,6 +37,7 @@ class TrainingHead:
     affine: np.ndarray
     lo: np.ndarray
     hi: np.ndarray
+    tissue: np.ndarray | None = None  # training.tissue classes, for synthetic contrasts
 
     @classmethod
     def from_arrays(cls, name, data, labels, affine) -> "TrainingHead":
@@ -53,12 +59,13 @@ class SpatialConfig:
     flip_probability: float = 0.5
 
 
-def _rotation(rx: float, ry: float, rz: float) -> np.ndarray:
-    cx, sx, cy, sy, cz, sz = np.cos(rx), np.sin(rx), np.cos(ry), np.sin(ry), np.cos(rz), np.sin(rz)
-    Rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
-    Ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    Rz = np.array([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]])
-    return Rz @ Ry @ Rx
+@dataclass
+class SynthConfig:
+    """What the spatial step synthesises beyond moving the head; ``None`` turns a part off."""
+
+    elastic: ElasticConfig | None = field(default_factory=ElasticConfig)
+    contrast: ContrastConfig | None = field(default_factory=ContrastConfig)
+    acquisition: AcquisitionConfig | None = field(default_factory=AcquisitionConfig)
 
 
 def random_head_motion(rng: np.random.Generator, centre: np.ndarray, cfg: SpatialConfig) -> np.ndarray:
@@ -66,7 +73,7 @@ def random_head_motion(rng: np.random.Generator, centre: np.ndarray, cfg: Spatia
     rx, ry, rz = np.deg2rad([rng.uniform(-cfg.max_pitch_deg, cfg.max_pitch_deg),
                              rng.uniform(-cfg.max_roll_deg, cfg.max_roll_deg),
                              rng.uniform(-cfg.max_yaw_deg, cfg.max_yaw_deg)])
-    linear = _rotation(rx, ry, rz)
+    linear = rotation(rx, ry, rz)
     linear = linear @ np.diag(rng.uniform(*cfg.scale, size=3))
     shear = np.eye(3)
     shear[np.triu_indices(3, 1)] = rng.uniform(-cfg.max_shear, cfg.max_shear, size=3)
@@ -79,24 +86,38 @@ def random_head_motion(rng: np.random.Generator, centre: np.ndarray, cfg: Spatia
     return motion
 
 
-def coarse_labels(labels: np.ndarray, src_affine: np.ndarray, net_affine: np.ndarray, world_to_src: np.ndarray) -> np.ndarray:
+def fine_grid(net_affine: np.ndarray) -> tuple[tuple[int, int, int], np.ndarray]:
+    """The 2 mm grid whose 2×2×2 blocks are the network grid's 4 mm voxels."""
+    fine = net_affine.copy()
+    fine[:3, :3] /= 2
+    fine[:3, 3] -= np.diag(net_affine)[:3] / 4
+    return tuple(2 * s for s in GRID_SHAPE), fine
+
+
+def block_mean(fine: np.ndarray) -> np.ndarray:
+    return fine.reshape(GRID_SHAPE[0], 2, GRID_SHAPE[1], 2, GRID_SHAPE[2], 2).mean(axis=(1, 3, 5)).astype(np.float32)
+
+
+def coarse_from_fine(lab2: np.ndarray) -> np.ndarray:
     """Labels on the network grid: a 4 mm voxel takes the feature filling ≥ 2 of its 8 sub-voxels.
 
     (Thin ears would vanish under a majority vote; the full-resolution refinement trims the
     coarse labels back to the feature.)"""
-    fine = net_affine.copy()
-    fine[:3, :3] /= 2
-    fine[:3, 3] -= np.diag(net_affine)[:3] / 4
-    shape2 = tuple(2 * s for s in GRID_SHAPE)
-    lab2 = np.rint(resample(labels, src_affine, shape2, world_to_src @ fine, order=0)).astype(np.uint8)
     blocks = lab2.reshape(GRID_SHAPE[0], 2, GRID_SHAPE[1], 2, GRID_SHAPE[2], 2)
     counts = np.stack([(blocks == c).sum(axis=(1, 3, 5)) for c in range(4)])
     fg = counts[1:].argmax(0) + 1
     return np.where(counts[1:].max(0) >= 2, fg, 0).astype(np.uint8)
 
 
-def spatial_sample(rng: np.random.Generator, head: TrainingHead, cfg: SpatialConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Move the head at random and sample (image, labels) on the network grid placed over it."""
+def coarse_labels(labels: np.ndarray, src_affine: np.ndarray, net_affine: np.ndarray, world_to_src: np.ndarray) -> np.ndarray:
+    """Network-grid labels of a label image moved by ``world_to_src`` (see coarse_from_fine)."""
+    shape2, fine = fine_grid(net_affine)
+    lab2 = np.rint(resample(labels, src_affine, shape2, world_to_src @ fine, order=0)).astype(np.uint8)
+    return coarse_from_fine(lab2)
+
+
+def place_grid(rng: np.random.Generator, head: TrainingHead, cfg: SpatialConfig):
+    """Random head motion and the network grid placed over the moved head (with jitter)."""
     centre = (head.lo + head.hi) / 2
     motion = random_head_motion(rng, centre, cfg)
     corners = np.array([[x, y, z, 1.0] for x in (head.lo[0], head.hi[0]) for y in (head.lo[1], head.hi[1])
@@ -109,10 +130,28 @@ def spatial_sample(rng: np.random.Generator, head: TrainingHead, cfg: SpatialCon
     lo, hi = mid - half * top_fraction, mid + half * top_fraction
     net_affine = grid_affine(lo, hi)
     net_affine[:3, 3] += rng.uniform(-cfg.grid_jitter_mm, cfg.grid_jitter_mm, size=3)
-    world_to_src = np.linalg.inv(motion)
-    image = sample_to_grid(head.data, head.affine, net_affine, world_to_src)
-    labels = coarse_labels(head.labels, head.affine, net_affine, world_to_src)
-    return image, labels
+    return motion, net_affine, (lo, hi)
+
+
+def spatial_sample(rng: np.random.Generator, head: TrainingHead, cfg: SpatialConfig,
+                   synth: SynthConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Move (and with ``synth`` deform, re-contrast, re-acquire) the head; (image, labels) on the grid."""
+    motion, net_affine, (lo, hi) = place_grid(rng, head, cfg)
+    shape2, fine = fine_grid(net_affine)
+    cube_lo = fine[:3, 3] - 1.0
+    cube_size = GRID_SHAPE[0] * GRID_MM + 2.0
+    warp = random_warp(rng, head.affine, np.linalg.inv(motion), cube_lo, cube_size, synth and synth.elastic)
+    render = random_renderer(rng, head.data, head.tissue, synth and synth.contrast)
+    coords = warp.source_coords(*grid_points(shape2, fine))
+    acq_cfg = synth and synth.acquisition
+    if acq_cfg and rng.random() < acq_cfg.probability:
+        # the acquisition covers the moved head's box within the sampled cube
+        acq = random_acquisition(rng, np.maximum(lo - 10, cube_lo), np.minimum(hi + 10, cube_lo + cube_size), acq_cfg)
+        image2 = onto_grid(acquire(render, warp, acq), acq, shape2, fine)
+    else:
+        image2 = render(coords)
+    lab2 = ndi.map_coordinates(head.labels, coords, order=0, mode="constant", cval=0)
+    return block_mean(image2), coarse_from_fine(lab2)
 
 
 # ---- intensity and field-of-view transforms on the grid: (rng, image, labels) -> (image, labels)
@@ -140,17 +179,6 @@ def bias_field(rng, image, labels):
 
 def blur(rng, image, labels):
     return ndi.gaussian_filter(image, sigma=rng.uniform(0.3, 1.2)).astype(np.float32), labels
-
-
-def thick_slices(rng, image, labels):
-    """Resolution loss along one axis, as from thick 2D slices (factor 2-4)."""
-    axis = int(rng.integers(3))
-    factor = float(rng.uniform(2, 4))
-    zoom = np.ones(3)
-    zoom[axis] = 1 / factor
-    low = ndi.zoom(image, zoom, order=1)
-    back = ndi.zoom(low, np.array(image.shape) / np.array(low.shape), order=1)
-    return back[: image.shape[0], : image.shape[1], : image.shape[2]].astype(np.float32), labels
 
 
 def gaussian_noise(rng, image, labels):
@@ -187,6 +215,23 @@ def fov_cut(rng, image, labels):
     return image, labels
 
 
+def oblique_cut(rng, image, labels):
+    """Cut by a plane at a random angle through a random feature: an oblique field of view whose
+    edge runs through the face or an ear (image set to air, labels removed beyond the plane)."""
+    fg = np.argwhere(labels > 0)
+    if not fg.size:
+        return image, labels
+    point = fg[rng.integers(len(fg))] + rng.uniform(-3, 3, size=3)
+    normal = rng.normal(size=3)
+    normal /= np.linalg.norm(normal)
+    i, j, k = np.ogrid[: image.shape[0], : image.shape[1], : image.shape[2]]
+    beyond = (i - point[0]) * normal[0] + (j - point[1]) * normal[1] + (k - point[2]) * normal[2] > 0
+    image, labels = image.copy(), labels.copy()
+    image[beyond] = image.min()
+    labels[beyond] = 0
+    return image, labels
+
+
 @dataclass
 class RandomApply:
     transform: Transform
@@ -210,22 +255,22 @@ class Compose:
 
 def default_intensity_pipeline() -> Compose:
     return Compose([
-        RandomApply(fov_cut, 0.35),
+        RandomApply(fov_cut, 0.3),
+        RandomApply(oblique_cut, 0.1),
         RandomApply(contrast_change, 0.35),
         RandomApply(gamma, 0.4),
         RandomApply(bias_field, 0.5),
         RandomApply(blur, 0.2),
-        RandomApply(thick_slices, 0.2),
         RandomApply(gaussian_noise, 0.3),
         RandomApply(rician_noise, 0.2),
     ])
 
 
 def draw_sample(rng: np.random.Generator, heads: list[TrainingHead], spatial: SpatialConfig | None = None,
-                intensity: Compose | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """One augmented (normalised image, labels) pair on the network grid."""
+                intensity: Compose | None = None, synth: SynthConfig | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One synthesised (normalised image, labels) pair on the network grid."""
     head = heads[int(rng.integers(len(heads)))]
-    image, labels = spatial_sample(rng, head, spatial or SpatialConfig())
+    image, labels = spatial_sample(rng, head, spatial or SpatialConfig(), synth or SynthConfig())
     image, labels = (intensity or default_intensity_pipeline())(rng, image, labels)
     return normalise(image), labels
 

@@ -25,6 +25,7 @@ from bids_deface.features.unet import AttentionUNet3D, dice_ce_loss
 from tools.heads import cache_dir, fetch_head
 from .augment import TrainingHead, draw_sample
 from .labels import annotation_path, label_ras, load_landmarks
+from .tissue import tissue_map
 
 import nibabel as nib
 
@@ -33,21 +34,35 @@ def annotated_heads() -> list[str]:
     return sorted(p.stem for p in annotation_path("x").parent.glob("*.json"))
 
 
-def load_training_head(name: str) -> TrainingHead:
-    """A head on its 1 mm RAS grid with labels, cached by the annotation's content."""
-    ann = annotation_path(name).read_bytes()
-    key = hashlib.sha256(ann + Path(__file__).with_name("labels.py").read_bytes()).hexdigest()[:12]
+def _cached(name: str, key_files: list[Path], make) -> dict:
+    """Arrays of ``make()`` cached under the training cache, keyed by the files they depend on."""
+    key = hashlib.sha256(b"".join(p.read_bytes() for p in key_files)).hexdigest()[:12]
     cached = cache_dir() / "training" / f"{name}-{key}.npz"
     if cached.exists():
-        z = np.load(cached)
-        return TrainingHead(name, z["data"], z["labels"], z["affine"], z["lo"], z["hi"])
-    data, affine = to_ras(nib.load(fetch_head(name)), 1.0)
-    labels = label_ras(data, affine, load_landmarks(name))
-    head = TrainingHead.from_arrays(name, data, labels, affine)
+        return dict(np.load(cached))
+    arrays = make()
     cached.parent.mkdir(parents=True, exist_ok=True)
     tmp = cached.with_suffix(".part.npz")
-    np.savez_compressed(tmp, data=head.data, labels=head.labels, affine=head.affine, lo=head.lo, hi=head.hi)
+    np.savez_compressed(tmp, **arrays)
     tmp.replace(cached)
+    return arrays
+
+
+def load_training_head(name: str, with_tissue: bool = False) -> TrainingHead:
+    """A head on its 1 mm RAS grid with labels (and tissue map), cached by what they derive from."""
+    here = Path(__file__).parent
+    labels_key = [annotation_path(name), here / "labels.py"]
+
+    def make():
+        data, affine = to_ras(nib.load(fetch_head(name)), 1.0)
+        head = TrainingHead.from_arrays(name, data, label_ras(data, affine, load_landmarks(name)), affine)
+        return {"data": head.data, "labels": head.labels, "affine": head.affine, "lo": head.lo, "hi": head.hi}
+
+    z = _cached(name, labels_key, make)
+    head = TrainingHead(name, z["data"], z["labels"], z["affine"], z["lo"], z["hi"])
+    if with_tissue:
+        head.tissue = _cached(f"{name}-tissue", labels_key + [here / "tissue.py"],
+                              lambda: {"tissue": tissue_map(head.data)})["tissue"]
     return head
 
 
@@ -98,11 +113,12 @@ def cosine_lr(lr: float, epoch: int, max_epochs: int, floor: float = 0.02) -> fl
 def train(args) -> dict:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    heads = [load_training_head(h) for h in args.heads if h not in set(args.exclude)]
+    heads = [load_training_head(h, with_tissue=True) for h in args.heads if h not in set(args.exclude)]
     print(f"training heads: {[h.name for h in heads]}", flush=True)
     val_rng = np.random.default_rng([args.seed, 1])
     val_set = [draw_sample(val_rng, heads) for _ in range(args.val_samples)]
     model = AttentionUNet3D(base=args.base, depth=3)
+    init_meta = {"path": str(args.init), "sha256": hashlib.sha256(Path(args.init).read_bytes()).hexdigest()} if args.init else None
     opt = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=1e-5)
     out = Path(args.out)
     ckpt_path = out.with_suffix(".ckpt")
@@ -114,7 +130,12 @@ def train(args) -> dict:
         opt.load_state_dict(ckpt["optimizer"])
         state = ckpt["state"]
         print(f"resumed at epoch {state['epoch']}", flush=True)
-    elif log_path.exists():
+    elif args.init:
+        # warm start: the network begins from earlier weights (recorded in the metadata)
+        blob = torch.load(args.init, map_location="cpu", weights_only=False)
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
+        print(f"initialised from {args.init}", flush=True)
+    if not args.resume and log_path.exists():
         log_path.unlink()
     while state["epoch"] < args.max_epochs and state["elapsed"] < args.minutes * 60:
         t0 = time.time()
@@ -152,7 +173,7 @@ def train(args) -> dict:
         if record["val_dice_mean"] > state["best_dice"]:
             state["best_dice"], state["stale"] = record["val_dice_mean"], 0
             save_weights(model, out, {"epoch": state["epoch"], "val": record, "heads": [h.name for h in heads],
-                                      "seed": args.seed})
+                                      "seed": args.seed, "init": init_meta})
         else:
             state["stale"] += 1
         tmp = ckpt_path.with_suffix(".part")
@@ -186,7 +207,8 @@ def main(argv=None):
     p.add_argument("--max-epochs", type=int, default=75, help="length of the cosine learning-rate schedule")
     p.add_argument("--patience", type=int, default=20)
     p.add_argument("--minutes", type=float, default=100.0, help="stop after this much training time")
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (synthesis runs in one more process)")
+    p.add_argument("--init", default=None, help="start from these weights instead of a random initialisation")
     p.add_argument("--resume", action="store_true")
     args = p.parse_args(argv)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -42,6 +42,7 @@ def run(args, argv=None) -> int:
             pseudonyms=read_pseudonyms(args.pseudonyms) if args.pseudonyms else None,
             deface=not args.no_deface,
             accept_burned_in=args.accept_burned_in,
+            map_file=args.map_file,
         )
         rows = run_dicom(args.in_dir, args.out_dir, opts)
     except (OSError, ValueError) as exc:
@@ -54,6 +55,6 @@ def run(args, argv=None) -> int:
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     print(f"bids-deface dicom: {summary}; {defaced} defaced; log: {args.out_dir / LOG_NAME}")
     for r in rows:
-        if r.failed:  # inputs named by position: their names may identify
-            print(f"  input #{r.input}: {r.status}: {r.message}", file=sys.stderr)
+        if r.failed:  # inputs named by position and keyed token: their names may identify
+            print(f"  input #{r.input} [{r.token}]: {r.status}: {r.message}", file=sys.stderr)
     return 1 if any(r.failed for r in rows) else 0

@@ -34,6 +34,13 @@ subcommands, with an example each:
                   bids-deface /data/bids /data/out group
   dicom         de-identify (PS3.15 Annex E) and deface a folder of DICOM files
                   bids-deface dicom /data/dicom-in /data/dicom-out --key-file site.key
+  keygen        a key pair for the vault (private key encrypted under a passphrase)
+                  bids-deface keygen /secure/keys/owner --type rsa
+  restore       rebuild the original files from the output and its vault (key holder only)
+                  bids-deface /data/bids /data/out participant --vault-dir /secure/vault \\
+                      --vault-recipient owner.pub.pem --vault-recipient auditor.pub.pem
+                  bids-deface restore /data/out /secure/vault /secure/restored \\
+                      --identity /secure/keys/owner.key.pem
 
 'bids-deface SUBCOMMAND --help' lists a subcommand's options.
 """
@@ -122,6 +129,17 @@ def _selection(p: argparse.ArgumentParser) -> None:
                           "the original face")
 
 
+def _vault_options(p: argparse.ArgumentParser) -> None:
+    v = p.add_argument_group("vault (what was removed, encrypted for the data owner; see bids-deface restore)")
+    v.add_argument("--vault-dir", type=Path, metavar="DIR",
+                   help="write an encrypted vault entry per defaced, scrubbed or renamed file to DIR, from "
+                        "which 'bids-deface restore' rebuilds the originals exactly; DIR must lie outside the "
+                        "input and output folders (needs --vault-recipient)")
+    v.add_argument("--vault-recipient", action="append", metavar="PUBLIC_KEY.pem",
+                   help="a public key (RSA >= 3072 bits or X25519, PEM) or X.509 certificate whose private key "
+                        "may open the vault; repeat for several recipients ('bids-deface keygen' writes one)")
+
+
 def _verbosity(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="count", default=0, help="more messages (-vv: nipype's too)")
 
@@ -152,6 +170,7 @@ def _participant(sub) -> None:
                           "feature labels and provenance; raw: a complete copy of the input dataset "
                           "with every face-bearing image defaced under its own name, ready to upload")
 
+    _vault_options(p)
     run = p.add_argument_group("execution")
     run.add_argument("-w", "--work-dir", type=Path, metavar="DIR",
                      help="working directory, private (0700): what the run put there is removed at the end, "
@@ -183,7 +202,7 @@ def _dicom(sub) -> None:
                        description="De-identify DICOM headers to PS3.15 Annex E and deface the pixels of head "
                                    "MR/CT series (eyes, nose, ears), writing a mirrored tree with neutral names.")
     p.add_argument("in_dir", type=Path, help="folder of DICOM files (searched recursively; never written)")
-    p.add_argument("out_dir", type=Path, help="output folder (created; must not be inside IN_DIR)")
+    p.add_argument("out_dir", type=Path, help="output folder (created; must not be inside IN_DIR nor contain it)")
     key = p.add_mutually_exclusive_group()
     key.add_argument("--key", help="secret key for UIDs, pseudonyms and date shifts (or set "
                                    "$BIDS_DEFACE_DICOM_KEY); keep it to re-run consistently")
@@ -204,13 +223,49 @@ def _dicom(sub) -> None:
                    help="keep descriptions, with the data set's identifying words and dates removed")
     g.add_argument("--retain-safe-private", action="store_true",
                    help="keep the private attributes listed as safe (otherwise all are removed)")
+    p.add_argument("--map-file", type=Path, metavar="FILE",
+                   help="write the curator's map (token -> input path) here; the log names files by "
+                        "position and token only. Keep it private: never inside OUT_DIR or IN_DIR")
     p.add_argument("--no-deface", action="store_true", help="de-identify headers only")
     p.add_argument("--accept-burned-in", action="store_true",
                    help="process files marked Burned In Annotation YES (refused by default)")
+    _vault_options(p)
     _verbosity(p)
 
 
-SUBCOMMANDS = {"participant": _participant, "group": _group, "dicom": _dicom}
+def _keygen(sub) -> None:
+    p = sub.add_parser("keygen", prog=f"{PROG} keygen", help="write a key pair for the vault",
+                       description="Write a key pair for the vault: OUT_PREFIX.key.pem (private, encrypted under a "
+                                   "passphrase read from $BIDS_DEFACE_KEY_PASSPHRASE or the terminal; mode 0600), "
+                                   "OUT_PREFIX.pub.pem (public: give it to whoever runs bids-deface) and, for RSA, "
+                                   "OUT_PREFIX.cert.pem (a self-signed certificate: the DICOM door's recipient). "
+                                   "Existing files are never overwritten.")
+    p.add_argument("out_prefix", type=Path, metavar="OUT_PREFIX", help="path and name of the key files, without extension")
+    p.add_argument("--type", choices=["rsa", "x25519"], default="rsa", dest="key_type",
+                   help="rsa (default; RSA-OAEP-SHA-256, and CMS for DICOM) or x25519 (ECDH + HKDF-SHA-256)")
+    p.add_argument("--rsa-bits", type=int, choices=[3072, 4096], default=3072, help="RSA key size (default 3072)")
+    p.add_argument("--common-name", default="bids-deface vault recipient", metavar="NAME",
+                   help="the certificate's subject (RSA only), e.g. the data owner's name or role")
+    _verbosity(p)
+
+
+def _restore(sub) -> None:
+    p = sub.add_parser("restore", prog=f"{PROG} restore", help="rebuild the original files from the vault",
+                       description="Rebuild, under RESTORED_DIR, the original of every file the vault covers: "
+                                   "text files and .nii byte for byte, .nii.gz with the same decompressed stream, "
+                                   "DICOM byte for byte. Each file that cannot be restored is named with the reason; "
+                                   "exit status 1 if any. Reads the private key's passphrase from "
+                                   "$BIDS_DEFACE_KEY_PASSPHRASE or the terminal.")
+    p.add_argument("output_dir", type=Path, help="the output the vault was written with (never written)")
+    p.add_argument("vault_dir", type=Path, help="the vault folder (--vault-dir of the run)")
+    p.add_argument("restored_dir", type=Path, help="where the originals go (created, 0700; outside OUTPUT_DIR and VAULT_DIR)")
+    p.add_argument("--identity", type=existing_file, required=True, metavar="PRIVATE_KEY.pem",
+                   help="a recipient's private key (PREFIX.key.pem from 'bids-deface keygen')")
+    _verbosity(p)
+
+
+SUBCOMMANDS = {"participant": _participant, "group": _group, "dicom": _dicom, "keygen": _keygen,
+               "restore": _restore}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -257,7 +312,53 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         raise UsageError("no subcommand given")
     if opts.command in BIDS_APP_LEVELS:
         check_bids_app_paths(opts)
+    if opts.command in ("participant", "dicom"):
+        check_vault_options(opts)
+    if opts.command == "restore":
+        check_restore_paths(opts)
     return opts
+
+
+def check_vault_options(opts: argparse.Namespace) -> None:
+    """Both vault options or neither; the vault outside the input and output; recipients readable."""
+    from bids_deface.vault import VaultError, check_vault_dir, load_recipient
+
+    if opts.vault_dir is None and not opts.vault_recipient:
+        return
+    if opts.vault_dir is None:
+        raise UsageError("--vault-recipient needs --vault-dir (the folder the encrypted vault goes to)")
+    if not opts.vault_recipient:
+        raise UsageError("--vault-dir needs at least one --vault-recipient (a public key; bids-deface keygen writes one)")
+    if opts.command == "dicom":
+        roots = {"IN_DIR": opts.in_dir, "OUT_DIR": opts.out_dir}
+    else:
+        roots = {"bids_dir": opts.bids_dir, "output_dir": opts.output_dir}
+    try:
+        opts.vault_dir = check_vault_dir(opts.vault_dir, **roots)
+        recipients = [load_recipient(path) for path in opts.vault_recipient]
+    except VaultError as exc:
+        raise UsageError(str(exc)) from None
+    if opts.command == "dicom":
+        for path, recipient in zip(opts.vault_recipient, recipients):
+            if recipient.cms_certificate is None:
+                raise UsageError(f"--vault-recipient {path}: the dicom door needs an X.509 certificate of an RSA key "
+                                 "(CMS, for the Encrypted Attributes Sequence): bids-deface keygen PREFIX writes PREFIX.cert.pem")
+    opts.vault_recipient = [Path(path).absolute() for path in opts.vault_recipient]
+
+
+def check_restore_paths(opts: argparse.Namespace) -> None:
+    """The output and vault exist; the restored originals go nowhere near the shared data."""
+    for name in ("output_dir", "vault_dir"):
+        if not getattr(opts, name).is_dir():
+            raise UsageError(f"{name.upper()} {getattr(opts, name)}: no such directory")
+    for name in ("output_dir", "vault_dir"):
+        if _inside(opts.restored_dir, getattr(opts, name)):
+            raise UsageError(f"RESTORED_DIR {opts.restored_dir} is inside {name.upper()}: the originals must not "
+                             "land in the data you share nor in the vault")
+    if opts.restored_dir.exists() and not opts.restored_dir.is_dir():
+        raise UsageError(f"RESTORED_DIR {opts.restored_dir} is a file, not a folder")
+    opts.output_dir, opts.vault_dir = opts.output_dir.absolute(), opts.vault_dir.absolute()
+    opts.restored_dir = opts.restored_dir.absolute()
 
 
 def _inside(path: Path, root: Path) -> bool:

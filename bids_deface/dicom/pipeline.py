@@ -15,53 +15,23 @@ import csv
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
-import nibabel as nib
-import numpy as np
 import pydicom
-from nibabel.arrayproxy import ArrayProxy
 from pydicom.errors import InvalidDicomError
 
+from bids_deface.dicom.codecs import store_like
 from bids_deface.dicom.deid import deidentify
+from bids_deface.dicom.defacing import Defacer, core_defacer, deface_series
+from bids_deface.dicom.folders import check_folders, write_map
+from bids_deface.dicom.integrity import Corrupt, check_complete
 from bids_deface.dicom.profile import ProfileOptions
-from bids_deface.dicom.series import MIN_SLICES, NotAVolume, is_head_series, stack_image, stacks, write_stack
+from bids_deface.dicom.series import MIN_SLICES, NotAVolume, is_head_series
 from bids_deface.dicom.uids import Keyed
 
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"  # Media Storage Directory Storage
 LOG_NAME = "bids_deface_dicom_log.tsv"
-# Refuse a volume when the distortions would change more than this share of its voxels:
-# the brain must survive, and a head that cannot be defaced is not written at all.
-MAX_DISTORTED_SHARE = 0.05
-LOG_FIELDS = ("input", "output", "status", "pixels", "actions", "message")
-
-
-@dataclass
-class Defacer:
-    """The BIDS App's core, as two steps so a series' volumes share one detection.
-
-    ``detect(img) -> (labels array, info)``; ``distort(img, labels, seed) -> (img, counts)``.
-    """
-
-    detect: Callable[[nib.Nifti1Image], tuple[np.ndarray, dict]]
-    distort: Callable[[nib.Nifti1Image, np.ndarray, int], tuple[nib.Nifti1Image, dict]]
-
-
-def core_defacer() -> Defacer:
-    """The detector and distortions of the BIDS App (bids_deface.features, bids_deface.distort)."""
-    from bids_deface.distort import deface_image
-    from bids_deface.features import FEATURES
-    from bids_deface.features.detect import detect_features
-
-    def detect(img):
-        found = detect_features(img)
-        info = {"confidence": found.confidence, "warnings": list(found.warnings)}
-        return np.asarray(found.labels.dataobj), info
-
-    def distort(img, labels, seed):
-        return deface_image(img, labels, features=FEATURES, seed=seed)
-
-    return Defacer(detect, distort)
+LOG_FIELDS = ("input", "token", "output", "status", "pixels", "actions", "message")
+MAP_FIELDS = ("input", "token", "path", "output", "status")
 
 
 @dataclass
@@ -72,11 +42,13 @@ class RunOptions:
     deface: bool = True
     accept_burned_in: bool = False
     defacer: Defacer | None = None  # None: core_defacer()
+    map_file: Path | None = None  # curator-side map: token -> input path (never in OUT)
 
 
 @dataclass
 class LogRow:
     input: int  # position of the input file in sorted order (its name may identify)
+    token: str = ""  # keyed: the curator's map file (--map-file) says which file it is
     output: str = ""
     status: str = ""  # written | skipped | failed | refused
     pixels: str = ""
@@ -124,14 +96,12 @@ def _is_dicomdir(ds) -> bool:
 def run(in_dir: Path, out_dir: Path, opts: RunOptions) -> list[LogRow]:
     """De-identify ``in_dir`` into ``out_dir``; write and return the per-file log."""
     in_dir, out_dir = Path(in_dir), Path(out_dir)
-    if not in_dir.is_dir():
-        raise NotADirectoryError(f"{in_dir}: input is not a folder")
+    check_folders(in_dir, out_dir, opts.map_file)  # before anything is created
     out_dir.mkdir(parents=True, exist_ok=True)
-    if out_dir.resolve().is_relative_to(in_dir.resolve()):
-        raise ValueError(f"{out_dir}: output folder must not be inside the input folder")
     keyed = Keyed(opts.key, opts.pseudonyms)
     files = sorted(p for p in in_dir.rglob("*") if p.is_file())
-    rows = [LogRow(i) for i in range(len(files))]
+    rels = [p.relative_to(in_dir).as_posix() for p in files]
+    rows = [LogRow(i, keyed.token(rel)) for i, rel in enumerate(rels)]
     series: dict[str, list[int]] = defaultdict(list)
 
     for i, path in enumerate(files):
@@ -150,8 +120,13 @@ def run(in_dir: Path, out_dir: Path, opts: RunOptions) -> list[LogRow]:
         if str(ds.get("BurnedInAnnotation", "")).upper() == "YES" and not opts.accept_burned_in:
             row.status, row.message = "refused", "Burned In Annotation is YES (use --accept-burned-in)"
             continue
-        row.output = mirror_path(path.relative_to(in_dir), keyed).as_posix()
+        row.output = mirror_path(Path(rels[i]), keyed).as_posix()
         if not opts.deface:
+            try:
+                check_complete(ds, path)
+            except Corrupt as exc:
+                row.status, row.output, row.message = "failed", "", str(exc)
+                continue
             row.pixels = "kept (header only)"
             _deidentify_and_write(ds, out_dir / row.output, keyed, opts, row, defaced=False)
         else:
@@ -168,6 +143,9 @@ def run(in_dir: Path, out_dir: Path, opts: RunOptions) -> list[LogRow]:
             _process_series(files, members, rows, out_dir, keyed, opts, defacer)
 
     write_log(rows, out_dir / LOG_NAME)
+    if opts.map_file is not None:
+        write_map(opts.map_file, MAP_FIELDS, [(r.input, r.token, rel, r.output, r.status)
+                                              for r, rel in zip(rows, rels)])
     return rows
 
 
@@ -193,78 +171,71 @@ def _deidentify_and_write(ds, target: Path, keyed: Keyed, opts: RunOptions, row:
         target.unlink(missing_ok=True)
 
 
-def _process_series(files, members, rows, out_dir, keyed, opts, defacer):
+def _fail(rows, indices, message: str) -> None:
+    for i in indices:
+        rows[i].status, rows[i].output, rows[i].message = "failed", "", message
+
+
+def _read_members(files, members, rows) -> dict[int, pydicom.Dataset]:
+    """The whole data sets of a series; a file that is unreadable or cut fails on its own line."""
     datasets = {}
     for i in members:
         try:
-            datasets[i] = pydicom.dcmread(files[i])
+            ds = pydicom.dcmread(files[i], force=True)
+            check_complete(ds, files[i])
+            datasets[i] = ds
+        except Corrupt as exc:
+            _fail(rows, [i], str(exc))
         except Exception as exc:  # noqa: BLE001
-            rows[i].status, rows[i].message, rows[i].output = "failed", f"unreadable DICOM ({type(exc).__name__})", ""
+            _fail(rows, [i], f"unreadable DICOM ({type(exc).__name__})")
+    return datasets
+
+
+def _process_series(files, members, rows, out_dir, keyed, opts, defacer):
+    datasets = _read_members(files, members, rows)
     if not datasets:
         return
-    first = next(iter(datasets.values()))
-    reason = is_head_series(first)
-    defaced, warnings = False, []
+    reason = is_head_series(next(iter(datasets.values())))
+    broken = [i for i in members if i not in datasets]
+    if reason is None and broken:  # its face cannot be proved gone: the series is withheld
+        refs = ", ".join(f"#{i} [{rows[i].token}]" for i in broken[:3]) + (" …" if len(broken) > 3 else "")
+        _fail(rows, datasets, f"head series withheld: input {refs} of the series is unreadable or cut")
+        return
+    originals = {i: ds.file_meta.TransferSyntaxUID for i, ds in datasets.items()}
+    outcome = None
     if reason is None:
+        uid = str(next(iter(datasets.values())).get("SeriesInstanceUID", ""))
+        seed = lambda n: int.from_bytes(keyed.digest("seed", f"{uid}/{n}")[:4], "big")  # noqa: E731
         try:
-            defaced, note, warnings = _deface(list(datasets.values()), keyed, defacer)
-            reason = None if defaced else note
+            outcome = deface_series(list(datasets.values()), defacer, seed)
+            reason = outcome.kept or None
         except NotAVolume as exc:
-            if _frame_count(datasets.values()) < MIN_SLICES:  # a scout or a few slices: no face to speak of
-                reason = f"not a volume: {exc}"
+            if sum(int(ds.get("NumberOfFrames", 1) or 1) for ds in datasets.values()) < MIN_SLICES:
+                reason = f"not a volume: {exc}"  # a scout or a few slices: no face to speak of
             else:  # enough slices to hold a face we could not find: never written with it
-                for i in datasets:
-                    rows[i].status, rows[i].output = "failed", ""
-                    rows[i].message = f"head series not defaced (not a volume: {exc}); --no-deface writes headers only"
+                _fail(rows, datasets, f"head series not defaced (not a volume: {exc}); "
+                                      "--no-deface writes headers only")
                 return
         except Exception as exc:  # noqa: BLE001 - a head we could not deface is never written
-            for i in datasets:
-                rows[i].status, rows[i].output = "failed", ""
-                rows[i].message = f"head series not defaced ({type(exc).__name__}: {str(exc)[:120]})"
+            _fail(rows, datasets, f"head series not defaced ({type(exc).__name__}: {str(exc)[:120]})")
             return
     for i, ds in datasets.items():
-        rows[i].pixels = "defaced" if defaced else f"kept ({reason})"
-        if warnings:  # a missing, doubled or implausible feature: the curator should look
-            rows[i].message = "detector: " + "; ".join(warnings)
-        _deidentify_and_write(ds, out_dir / rows[i].output, keyed, opts, rows[i], defaced=defaced)
-
-
-def _frame_count(datasets) -> int:
-    return sum(int(ds.get("NumberOfFrames", 1) or 1) for ds in datasets)
-
-
-def _deface(datasets, keyed: Keyed, defacer: Defacer) -> tuple[bool, str, list[str]]:
-    """Deface every volume of a head series in place; (defaced?, why not, detector warnings)."""
-    volumes = stacks(datasets)
-    if max(v.shape[2] for v in volumes) < MIN_SLICES:
-        return False, f"fewer than {MIN_SLICES} slices", []
-    warnings: list[str] = []
-    cache: dict = {}
-    labels_by_grid: dict[tuple, np.ndarray] = {}
-    series_uid = str(datasets[0].get("SeriesInstanceUID", ""))
-    for n, stack in enumerate(volumes):
-        if stack.shape[2] < MIN_SLICES:
-            raise NotAVolume("volumes of different sizes in one series")
-        img = stack_image(stack, cache)
-        grid = (stack.shape, tuple(np.round(stack.affine, 3).ravel()))
-        if grid not in labels_by_grid:  # one detection per geometry (echoes, repetitions)
-            labels_by_grid[grid], info = defacer.detect(img)
-            warnings += [w for w in info.get("warnings", []) if w not in warnings]
-        seed = int.from_bytes(keyed.digest("seed", f"{series_uid}/{n}")[:4], "big")
-        defaced_img, counts = defacer.distort(img, labels_by_grid[grid], seed)
-        share = sum(counts.values()) / float(np.prod(stack.shape))
-        if share > MAX_DISTORTED_SHARE:  # eyes, nose and ears are a few percent of a head scan
-            raise ValueError(f"implausible detection: {share:.0%} of the volume would be distorted")
-        write_stack(stack, _stored_values(defaced_img), cache)
-    return True, "", warnings
-
-
-def _stored_values(img) -> np.ndarray:
-    """The stored (unscaled) voxel values of ``img``, as the distortions wrote them."""
-    proxy = img.dataobj
-    if isinstance(proxy, ArrayProxy):
-        return np.asarray(proxy.get_unscaled())
-    return np.asarray(proxy)
+        row = rows[i]
+        if outcome is not None and not outcome.kept:
+            if id(ds) in outcome.failed:
+                _fail(rows, [i], outcome.failed[id(ds)])
+                continue
+            notes = [store_like(ds, originals[i])] if id(ds) in outcome.defaced else []
+            if outcome.resampled:
+                notes.append("detected on a regular grid resampled from the slices")
+            if outcome.warnings:  # a missing, doubled or implausible feature: the curator should look
+                notes.append("detector: " + "; ".join(outcome.warnings))
+            row.message = "; ".join(n for n in notes if n)
+            row.pixels = "defaced"
+            _deidentify_and_write(ds, out_dir / row.output, keyed, opts, row, defaced=True)
+        else:
+            row.pixels = f"kept ({reason})"
+            _deidentify_and_write(ds, out_dir / row.output, keyed, opts, row, defaced=False)
 
 
 def write_log(rows: list[LogRow], path: Path) -> None:
@@ -272,4 +243,4 @@ def write_log(rows: list[LogRow], path: Path) -> None:
         writer = csv.writer(fh, delimiter="\t", lineterminator="\n")
         writer.writerow(LOG_FIELDS)
         for r in rows:
-            writer.writerow([r.input, r.output, r.status, r.pixels, r.actions, r.message])
+            writer.writerow([r.input, r.token, r.output, r.status, r.pixels, r.actions, r.message])

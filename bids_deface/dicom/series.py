@@ -2,7 +2,8 @@
 
 A :class:`Stack` is one 3D volume of a series: single-frame files (one slice each)
 or the frames of one enhanced multi-frame file, ordered by Image Position
-(Patient) along the slice normal. :func:`stack_image` gives a nibabel image of the
+(Patient) along the slice normal (how a series splits into stacks:
+:mod:`bids_deface.dicom.stacks`). :func:`stack_image` gives a nibabel image of the
 stored pixel values whose affine maps voxels to RAS+ mm (DICOM is LPS+: x and y
 flip); :func:`write_stack` puts an edited volume back, slice by slice, in the
 original dtype, rescale and photometric interpretation.
@@ -13,7 +14,6 @@ j down the columns (row index, its second vector), k along the slices.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 
 import nibabel as nib
@@ -46,9 +46,19 @@ class Frame:
 
 @dataclass
 class Stack:
-    frames: list[Frame]  # in slice order
-    affine: np.ndarray  # RAS+ voxel -> mm
+    """Frames in slice order; ``affine`` (RAS+) runs from the first slice to the last.
+
+    ``regular``: the slices are evenly spaced along the normal with no in-plane drift, so
+    ``affine`` places every slice where it is; otherwise each slice's own position
+    (``positions``, LPS mm) is where it is (:mod:`bids_deface.dicom.resample`).
+    """
+
+    frames: list[Frame]
+    affine: np.ndarray
     shape: tuple[int, int, int]
+    regular: bool = True
+    normal: np.ndarray | None = None
+    positions: np.ndarray | None = None
     info: dict = field(default_factory=dict)
 
 
@@ -93,60 +103,6 @@ def frames_of(ds: Dataset) -> list[Frame]:
     return [Frame(ds, None, np.array(ds.ImagePositionPatient, float),
                   np.array(ds.ImageOrientationPatient, float), np.array(ds.PixelSpacing, float),
                   float(ds.get("RescaleSlope", 1) or 1), float(ds.get("RescaleIntercept", 0) or 0))]
-
-
-def stacks(datasets: list[Dataset]) -> list[Stack]:
-    """Split the frames of a series into regular 3D volumes.
-
-    Frames are grouped by orientation and in-plane geometry; frames at the same
-    position (echoes, repetitions, diffusion directions) go to successive volumes
-    in acquisition order. Raises NotAVolume when they do not form regular volumes.
-    """
-    frames = [f for ds in datasets for f in frames_of(ds)]
-    groups: dict[tuple, list[Frame]] = defaultdict(list)
-    for f in frames:
-        key = (tuple(np.round(f.orientation, 3)), tuple(np.round(f.spacing, 4)),
-               int(f.ds.Rows), int(f.ds.Columns))
-        groups[key].append(f)
-    result = []
-    for group in groups.values():
-        normal = np.cross(group[0].orientation[:3], group[0].orientation[3:])
-        by_position: dict[float, list[Frame]] = defaultdict(list)
-        for f in sorted(group, key=_acquisition_order):
-            by_position[round(float(f.position @ normal), 2)].append(f)
-        repeats = {len(v) for v in by_position.values()}
-        if len(repeats) != 1:
-            raise NotAVolume("slice positions repeat unevenly")
-        for r in range(repeats.pop()):
-            ordered = [by_position[p][r] for p in sorted(by_position)]
-            result.append(_stack(ordered, normal))
-    return result
-
-
-def _acquisition_order(f: Frame) -> tuple:
-    return (int(f.ds.get("InstanceNumber", 0) or 0), f.index or 0)
-
-
-def _stack(frames: list[Frame], normal: np.ndarray) -> Stack:
-    first = frames[0]
-    rows, cols = int(first.ds.Rows), int(first.ds.Columns)
-    n = len(frames)
-    if n > 1:
-        steps = np.diff([f.position @ normal for f in frames])
-        step = float(np.median(steps))
-        if step <= 0 or np.max(np.abs(steps - step)) > 0.01 * step + 1e-3:
-            raise NotAVolume("slices are not evenly spaced")
-        slice_vec = (frames[-1].position - first.position) / (n - 1)
-    else:
-        thickness = float(first.ds.get("SliceThickness", 1) or 1)
-        slice_vec = normal * thickness
-    row_cos, col_cos = first.orientation[:3], first.orientation[3:]
-    lps = np.eye(4)
-    lps[:3, 0] = row_cos * first.spacing[1]
-    lps[:3, 1] = col_cos * first.spacing[0]
-    lps[:3, 2] = slice_vec
-    lps[:3, 3] = first.position
-    return Stack(frames, LPS_TO_RAS @ lps, (cols, rows, n))
 
 
 def is_head_series(ds: Dataset) -> str | None:

@@ -61,6 +61,10 @@ class Keyed:
         """A neutral file or folder name standing for ``value``."""
         return self.digest("path", value).hex()[:length]
 
+    def token(self, input_path: str) -> str:
+        """The log's stand-in for an input file; only the curator's map links it to the path."""
+        return "t" + self.digest("token", input_path).hex()[:11]
+
 
 def is_registered(uid: str) -> bool:
     """True for UIDs defined by the DICOM standard (SOP classes, transfer syntaxes ...)."""

@@ -244,9 +244,11 @@ def image_from_unscaled(raw: np.ndarray, like: nib.spatialimages.SpatialImage,
     """
     header = like.header if header is None else header
     stored_class, plain_class = _stored_class(like)
-    if not isinstance(like.dataobj, ArrayProxy):
-        return plain_class(raw, like.affine, header, extra=like.extra)
     slope, inter = scaling(like)
+    if not isinstance(like.dataobj, ArrayProxy) and (slope, inter) == (1.0, 0.0):
+        return plain_class(raw, like.affine, header, extra=like.extra)
+    # (an in-memory source with a scale factor, e.g. from reorient_to_ras, goes this way too: a
+    # plain image made from an array would forget the scale factor)
     plain = plain_class(raw, like.affine, header, extra=like.extra)
     plain.header.set_data_dtype(raw.dtype)
     plain.header.set_slope_inter(slope, inter)
@@ -260,7 +262,7 @@ def image_from_unscaled(raw: np.ndarray, like: nib.spatialimages.SpatialImage,
 def with_header(img: nib.spatialimages.SpatialImage,
                 header: nib.spatialimages.SpatialHeader) -> nib.Nifti1Image:
     """``img``'s voxels (stored values and scale factor kept) under a new ``header``."""
-    stored_class, plain_class = _stored_class(img)
+    stored_class, _ = _stored_class(img)
     if not isinstance(img.dataobj, ArrayProxy):
-        return plain_class(img.dataobj, img.affine, header, extra=img.extra)
+        return image_from_unscaled(stored_data(img), img, header)
     return stored_class(img.dataobj, img.affine, header, extra=img.extra)

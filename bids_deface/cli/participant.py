@@ -8,7 +8,6 @@ import getpass
 import json
 import os
 import platform
-import re
 import shutil
 import time
 import uuid
@@ -25,6 +24,8 @@ from bids_deface.dataset.rawcopy import copy_raw_dataset
 from bids_deface.dataset.select import (FACE_SUFFIXES, SelectionError, load_bids_filters, load_layout,
                                         select_face_images)
 from bids_deface.dataset.validate import validate_dataset
+from bids_deface.interfaces.steps import read_step_log
+from bids_deface.workflows.base import step_log_path
 
 
 def run(opts, argv: list[str]) -> int:
@@ -45,20 +46,22 @@ def run(opts, argv: list[str]) -> int:
     _write_json(output_dir / "logs" / f"bids-deface_{run_id}.json",
                 {"CommandLine": ["bids-deface", *argv], "Config": _config(opts, run_id, images, work_dir, omp)})
 
-    # An image succeeded when its sink wrote its record in this run.
-    for image in images:
+    for image in images:  # this run's records only
         (output_dir / record_path(image)).unlink(missing_ok=True)
-    crashed = _run_workflow(opts, images, work_dir, omp)
+    step_dir = work_dir / "steps"
+    shutil.rmtree(step_dir, ignore_errors=True)
+    _run_workflow(opts, images, work_dir, step_dir, omp)
     failures = {}
     for image in images:
-        if not (output_dir / record_path(image)).exists():
-            failures[image.relpath] = crashed.get(
-                image.relpath, f"{image.relpath}: not defaced (the workflow stopped before its last step)")
-            LOGGER.error("%s", failures[image.relpath])
-            _write_json(output_dir / record_path(image), image_record(
-                source_relpath=image.relpath, status="failed", error=failures[image.relpath]))
-            if opts.output_layout == "raw":  # a sidecar without its image is not a valid raw dataset
-                (output_dir / raw_paths(image).sidecar).unlink(missing_ok=True)
+        status, reason = image_outcome(read_step_log(step_log_path(step_dir, image)), image.relpath)
+        if status == "defaced":
+            continue
+        failures[image.relpath] = reason
+        LOGGER.error("%s", reason)
+        _write_json(output_dir / record_path(image), image_record(
+            source_relpath=image.relpath, status=status, error=reason))
+        if opts.output_layout == "raw":  # a sidecar without its image is not a valid raw dataset
+            (output_dir / raw_paths(image).sidecar).unlink(missing_ok=True)
 
     if opts.qc_dir is not None:
         from bids_deface.reports.group import write_qc_reports
@@ -153,8 +156,34 @@ def _margins(opts) -> dict:
     return {key: getattr(opts, key) for key in keys if getattr(opts, key) is not None}
 
 
-def _run_workflow(opts, images, work_dir: Path, omp: int) -> dict[str, str]:
-    """Build and run the workflow; returns {image relpath: one-line error} for failed images."""
+def image_outcome(steps: list[dict], relpath: str) -> tuple[str, str]:
+    """(verdict, reason) of one image from its step log: "defaced" when its last step wrote it,
+    else "refused" or "failed" with the first step's reason."""
+    for entry in steps:
+        if entry["status"] != "ok":
+            return entry["status"], entry["reason"]
+    if steps and steps[-1]["step"] == "write":
+        return "defaced", ""
+    return "failed", f"{relpath}: not defaced (the run stopped before its last step)"
+
+
+def execution_plugin(opts, n_images: int) -> tuple[str, dict]:
+    """The nipype plugin and its arguments for this run.
+
+    One image, or one process, runs in this process (nipype's Linear plugin): a MultiProc worker
+    would import the detector's libraries (~2 s of CPU) again, for nothing to run in parallel.
+    """
+    plugin_args = dict(opts.plugin_args)
+    if opts.plugin == "MultiProc" and (n_images == 1 or opts.nprocs == 1) and not plugin_args:
+        return "Linear", {}
+    if opts.plugin == "MultiProc":
+        plugin_args.setdefault("n_procs", opts.nprocs)
+        plugin_args.setdefault("raise_insufficient", False)
+    return opts.plugin, plugin_args
+
+
+def _run_workflow(opts, images, work_dir: Path, step_dir: Path, omp: int) -> None:
+    """Build and run the workflow; every step records its outcome under ``step_dir``."""
     os.environ.setdefault("NIPYPE_NO_ET", "1")  # no version check over the network
     if not os.environ.get("LOGNAME"):  # nipype's SLURM plugin needs it
         os.environ["LOGNAME"] = _user()
@@ -164,8 +193,6 @@ def _run_workflow(opts, images, work_dir: Path, omp: int) -> dict[str, str]:
     from bids_deface.workflows.base import init_bids_deface_wf
 
     crash_dir = work_dir / "crash"
-    if crash_dir.exists():
-        shutil.rmtree(crash_dir)
     local = opts.plugin in ("MultiProc", "Linear")
     execution = {
         "crashdump_dir": str(crash_dir),
@@ -183,60 +210,17 @@ def _run_workflow(opts, images, work_dir: Path, omp: int) -> dict[str, str]:
                                              "utils_level": quiet, "log_to_file": False}})
     nipype_logging.update_logging(nipype_config)
 
-    wf, by_name = init_bids_deface_wf(
-        images=images, output_dir=opts.output_dir, output_layout=opts.output_layout, features=opts.features,
-        seed=opts.seed, omp_nthreads=omp, policy_file=opts.metadata_policy, margins=_margins(opts),
-        qc_dir=opts.qc_dir)
+    wf, _ = init_bids_deface_wf(
+        images=images, output_dir=opts.output_dir, step_dir=step_dir, output_layout=opts.output_layout,
+        features=opts.features, seed=opts.seed, omp_nthreads=omp, policy_file=opts.metadata_policy,
+        margins=_margins(opts), qc_dir=opts.qc_dir)
     wf.base_dir = str(work_dir)
     wf.config["execution"].update(execution)
-    plugin_args = dict(opts.plugin_args)
-    if opts.plugin == "MultiProc":
-        plugin_args.setdefault("n_procs", opts.nprocs)
-        plugin_args.setdefault("raise_insufficient", False)
+    plugin, plugin_args = execution_plugin(opts, len(images))
     try:
-        wf.run(plugin=opts.plugin, plugin_args=plugin_args)
+        wf.run(plugin=plugin, plugin_args=plugin_args)
     except RuntimeError:
-        pass  # failed nodes: read from their crash files below
-    return _failures(crash_dir, by_name)
-
-
-def _failures(crash_dir: Path, by_name: dict) -> dict[str, str]:
-    """One line per failed image, from nipype's crash files."""
-    from nipype.utils.filemanip import loadcrash
-
-    failures: dict[str, str] = {}
-    for crashfile in sorted(crash_dir.glob("crash-*.pklz")) if crash_dir.exists() else []:
-        try:
-            crash = loadcrash(str(crashfile))
-            fullname = crash["node"].fullname
-            text = "".join(crash["traceback"])
-        except Exception as exc:  # an unreadable crash file still means a failure
-            fullname, text = crashfile.name, f"unreadable crash file ({exc})"
-        image = next((img for name, img in by_name.items() if f".{name}." in f".{fullname}."), None)
-        if image is None:
-            continue
-        failures.setdefault(image.relpath, _error_line(text, image.relpath, fullname))
-    return failures
-
-
-_ERROR_LINE = re.compile(r"^\s*(?:[\w.]+\.)?(\w*(?:Error|Exception|Interrupt)): (.+)$")
-
-
-def _error_line(traceback_text: str, relpath: str, node: str) -> str:
-    """The last ``SomethingError: message`` line of a traceback, naming the image."""
-    message = None
-    for line in traceback_text.splitlines():
-        match = _ERROR_LINE.match(line)
-        if match and not match.group(1).startswith("NodeExecution"):
-            # our own errors name the image and the problem already
-            message = match.group(2).strip() if match.group(1) in ("InputImageError", "QualityCheckError") \
-                else f"{match.group(1)}: {match.group(2).strip()}"
-    step = node.rsplit(".", 1)[-1]
-    if message is None:
-        message = f"step '{step}' failed (see the crash file in the work directory)"
-    if relpath not in message:
-        message = f"{relpath}: {message} (step '{step}')"
-    return message
+        pass  # failed steps recorded their outcome in the step logs
 
 
 def _write_json(path: Path, data: dict) -> None:

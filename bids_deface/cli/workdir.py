@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 # what a run puts in a work directory it did not create
-RUN_FOLDERS = ("bids_deface_wf", "crash")
+RUN_FOLDERS = ("bids_deface_wf", "crash", "steps")
 
 
 def private_work_dir(requested: Path | None) -> tuple[Path, bool]:

@@ -1,7 +1,8 @@
 """The steps of defacing one image, as nipype interfaces.
 
 Each interface wraps one core function (``bids_deface.images``, ``…features.detect``,
-``…distort``, ``…metadata``) and passes images between steps as files in its node's
+``…distort``, ``…metadata``), records its outcome in the image's step log
+(:mod:`bids_deface.interfaces.steps`) and passes images between steps as files in its node's
 working directory (uncompressed: they are read back at once). That directory lies in the
 private work directory: only the final sink writes to the output dataset.
 """
@@ -11,46 +12,38 @@ from __future__ import annotations
 from pathlib import Path
 
 import nibabel as nib
-from nipype.interfaces.base import (
-    BaseInterfaceInputSpec,
-    File,
-    SimpleInterface,
-    TraitedSpec,
-    isdefined,
-    traits,
-)
+from nipype.interfaces.base import File, TraitedSpec, isdefined, traits
 
-from bids_deface.images import InputImageError, load_volume, reorient_to_ras, restore_grid, restore_labels, save_exact
+from bids_deface.images import load_volume, reorient_to_ras, restore_grid, restore_labels, save_exact
+from bids_deface.interfaces.steps import ImageRefused, RecordedStep, StepInputSpec
 
 
-class _LoadImageInputSpec(BaseInterfaceInputSpec):
+class _LoadImageInputSpec(StepInputSpec):
     # No exists=True: a missing file or broken link gets our one-line message, not nipype's.
     in_file = File(mandatory=True, desc="input image")
-    source_name = traits.Str(desc="how messages name the image (its path in the dataset)")
 
 
 class _LoadImageOutputSpec(TraitedSpec):
-    out_file = File(exists=True, desc="the volume reoriented to RAS (3D, stored values kept)")
+    out_file = File(exists=True, desc="the same image, checked: one complete 3D volume")
 
 
-class LoadImage(SimpleInterface):
-    """Load one image, check that it is a complete 3D volume, and reorient it to RAS."""
+class LoadImage(RecordedStep):
+    """Check that the input is one complete, readable 3D volume (the core works in any orientation:
+    nothing is rewritten)."""
 
     input_spec = _LoadImageInputSpec
     output_spec = _LoadImageOutputSpec
+    step = "load"
 
-    def _run_interface(self, runtime):
+    def _run_step(self, runtime):
         name = self.inputs.source_name if isdefined(self.inputs.source_name) else self.inputs.in_file
-        img, stored = load_volume(self.inputs.in_file, name)
-        out = Path(runtime.cwd, "ras.nii")
-        save_exact(reorient_to_ras(img, stored), out)
-        self._results["out_file"] = str(out)
+        load_volume(self.inputs.in_file, name)
+        self._results["out_file"] = str(Path(self.inputs.in_file).absolute())
         return runtime
 
 
-class _DetectInputSpec(BaseInterfaceInputSpec):
-    in_file = File(exists=True, mandatory=True, desc="head volume (RAS)")
-    source_name = traits.Str(desc="how messages name the image")
+class _DetectInputSpec(StepInputSpec):
+    in_file = File(exists=True, mandatory=True, desc="head volume (any orientation)")
     weights = File(exists=True, desc="detector weights (default: the shipped ones); an input, so "
                                      "that new weights invalidate cached detections")
     omp_nthreads = traits.Int(1, usedefault=True, desc="threads for the network")
@@ -64,7 +57,7 @@ class _DetectOutputSpec(TraitedSpec):
     model_sha256 = traits.Str(desc="sha256 of the detector's weights")
 
 
-class DetectFeatures(SimpleInterface):
+class DetectFeatures(RecordedStep):
     """Find the eyes, nose and ears with the U-Net detector.
 
     A head in which none of them is found is refused (it is not a head with a face in the
@@ -74,8 +67,9 @@ class DetectFeatures(SimpleInterface):
 
     input_spec = _DetectInputSpec
     output_spec = _DetectOutputSpec
+    step = "detect"
 
-    def _run_interface(self, runtime):
+    def _run_step(self, runtime):
         import torch
 
         from bids_deface.features.detect import detect_features
@@ -83,13 +77,16 @@ class DetectFeatures(SimpleInterface):
         torch.set_num_threads(max(1, self.inputs.omp_nthreads))
         name = self.inputs.source_name if isdefined(self.inputs.source_name) else self.inputs.in_file
         weights = self.inputs.weights if isdefined(self.inputs.weights) else None
-        detection = detect_features(nib.load(self.inputs.in_file), weights=weights)
+        img = nib.load(self.inputs.in_file)
+        # The detector sees the head in RAS voxel order (a transposed copy in memory): its result
+        # is then the same whatever order the file stores the voxels in.
+        detection = detect_features(reorient_to_ras(img), weights=weights)
         if not any(detection.components.get(f, 0) for f in ("eyes", "nose", "ears")):
-            raise InputImageError(
+            raise ImageRefused(
                 f"{name}: no head with a face found (no eyes, nose or ears detected); "
                 "is it a head image with the face in the field of view?")
         out = Path(runtime.cwd, "labels.nii.gz")
-        nib.save(detection.labels, out)
+        nib.save(restore_labels(detection.labels, img), out)
         self._results.update(
             labels_file=str(out),
             confidence={k: float(v) for k, v in detection.confidence.items()},
@@ -100,7 +97,7 @@ class DetectFeatures(SimpleInterface):
         return runtime
 
 
-class _DistortInputSpec(BaseInterfaceInputSpec):
+class _DistortInputSpec(StepInputSpec):
     in_file = File(exists=True, mandatory=True, desc="head volume")
     labels_file = File(exists=True, mandatory=True, desc="feature labels on the same grid")
     features = traits.List(traits.Enum("eyes", "nose", "ears"), mandatory=True, desc="features to distort")
@@ -115,56 +112,31 @@ class _DistortOutputSpec(TraitedSpec):
     voxel_counts = traits.Dict(desc="voxels changed per feature")
 
 
-class DistortFeatures(SimpleInterface):
+class DistortFeatures(RecordedStep):
     """Apply the paper's eye, nose and ear distortions (``bids_deface.distort.deface_image``)."""
 
     input_spec = _DistortInputSpec
     output_spec = _DistortOutputSpec
+    step = "distort"
 
-    def _run_interface(self, runtime):
+    def _run_step(self, runtime):
         from bids_deface.distort import deface_image
 
         margins = {key: getattr(self.inputs, key)
                    for key in ("eye_box_margin_mm", "eye_surface_band_vox", "nose_box_scale")
                    if isdefined(getattr(self.inputs, key))}
         img = nib.load(self.inputs.in_file)
-        labels = nib.load(self.inputs.labels_file)
-        defaced, counts = deface_image(img, labels, features=tuple(self.inputs.features),
+        ras = reorient_to_ras(img)  # in memory, as for detection: the same result in any voxel order
+        labels = reorient_to_ras(nib.load(self.inputs.labels_file))
+        defaced, counts = deface_image(ras, labels, features=tuple(self.inputs.features),
                                        seed=self.inputs.seed, **margins)
         out = Path(runtime.cwd, "defaced.nii")
-        save_exact(defaced, out)
+        save_exact(restore_grid(defaced, img), out)
         self._results.update(out_file=str(out), voxel_counts={k: int(v) for k, v in counts.items()})
         return runtime
 
 
-class _RestoreInputSpec(BaseInterfaceInputSpec):
-    in_file = File(exists=True, mandatory=True, desc="defaced RAS volume")
-    labels_file = File(exists=True, mandatory=True, desc="feature labels on the RAS grid")
-    reference = File(exists=True, mandatory=True, desc="the input image, whose grid and header are restored")
-
-
-class _RestoreOutputSpec(TraitedSpec):
-    out_file = File(exists=True, desc="defaced image on the input's grid, header, dtype and scaling")
-    out_labels = File(exists=True, desc="feature labels on the input's grid")
-
-
-class RestoreGrid(SimpleInterface):
-    """Undo the reorientation: the defaced image and its labels on the input's own grid."""
-
-    input_spec = _RestoreInputSpec
-    output_spec = _RestoreOutputSpec
-
-    def _run_interface(self, runtime):
-        like = nib.load(self.inputs.reference)
-        out = Path(runtime.cwd, "restored.nii")
-        save_exact(restore_grid(nib.load(self.inputs.in_file), like), out)
-        labels = Path(runtime.cwd, "labels.nii.gz")
-        nib.save(restore_labels(nib.load(self.inputs.labels_file), like), labels)
-        self._results.update(out_file=str(out), out_labels=str(labels))
-        return runtime
-
-
-class _ScrubInputSpec(BaseInterfaceInputSpec):
+class _ScrubInputSpec(StepInputSpec):
     in_file = File(exists=True, mandatory=True, desc="defaced image")
     metadata = traits.Dict(desc="the source's sidecar metadata (after inheritance)")
     policy_file = traits.Str(desc="user sidecar policy that extends or overrides the shipped one")
@@ -177,13 +149,14 @@ class _ScrubOutputSpec(TraitedSpec):
     cleared_fields = traits.List(traits.Str, desc="names of the NIfTI header fields cleared")
 
 
-class ScrubMetadata(SimpleInterface):
+class ScrubMetadata(RecordedStep):
     """Clear identifying NIfTI header fields and extensions; remove identifying sidecar keys."""
 
     input_spec = _ScrubInputSpec
     output_spec = _ScrubOutputSpec
+    step = "scrub"
 
-    def _run_interface(self, runtime):
+    def _run_step(self, runtime):
         from bids_deface.metadata import load_sidecar_policy, scrub_nifti_header, scrub_sidecar
 
         img, cleared = scrub_nifti_header(nib.load(self.inputs.in_file))

@@ -5,14 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import nibabel as nib
-from nipype.interfaces.base import BaseInterfaceInputSpec, File, SimpleInterface, TraitedSpec, isdefined, traits
+from nipype.interfaces.base import File, TraitedSpec, isdefined, traits
 
 from bids_deface.dataset.atomic import write_atomic, write_json_atomic
 from bids_deface.dataset.provenance import defaced_sidecar, dseg_sidecar, image_record, provenance
 from bids_deface.images import save_exact
+from bids_deface.interfaces.steps import RecordedStep, StepInputSpec
 
 
-class _SinkInputSpec(BaseInterfaceInputSpec):
+class _SinkInputSpec(StepInputSpec):
     output_dir = traits.Str(mandatory=True, desc="root of the output dataset")
     out_image = traits.Str(mandatory=True, desc="defaced image, relative to output_dir")
     out_sidecar = traits.Str(desc="its sidecar (derivative layout)")
@@ -32,8 +33,7 @@ class _SinkInputSpec(BaseInterfaceInputSpec):
     warnings = traits.List(traits.Str)
     removed_keys = traits.List(traits.Str)
     cleared_fields = traits.List(traits.Str)
-    qc = traits.Dict(desc="bids_deface.qc.run_qc's result, when QC ran")
-    qc_json = traits.Str(desc="where to keep that result for the QC reports (outside output_dir)")
+    qc = traits.Dict(desc="bids_deface.qc.run_qc's result, when QC ran (and passed its gate)")
 
 
 class _SinkOutputSpec(TraitedSpec):
@@ -41,22 +41,19 @@ class _SinkOutputSpec(TraitedSpec):
     out_record = File(desc="the per-image record")
 
 
-class QualityCheckError(RuntimeError):
-    """QC still finds a face on the defaced image: it must not be released."""
-
-
-class DefacedSink(SimpleInterface):
+class DefacedSink(RecordedStep):
     """Write the defaced image (+ sidecar, + labels in the derivative layout) and its record.
 
+    The sink only writes: every decision (fail-closed gate, QC gate) was taken by an earlier step.
     Every file goes to a temporary hidden name first and is renamed into place, so an
     interrupted run leaves either the previous file or the new one, never half a file.
-    When QC ran and still finds a face, nothing is written to the output and the image fails.
     """
 
     input_spec = _SinkInputSpec
     output_spec = _SinkOutputSpec
+    step = "write"
 
-    def _run_interface(self, runtime):
+    def _run_step(self, runtime):
         inp = self.inputs
         root = Path(inp.output_dir)
 
@@ -70,15 +67,6 @@ class DefacedSink(SimpleInterface):
             confidence=opt("confidence") or {}, components=opt("components") or {},
             warnings=opt("warnings") or [], removed_keys=opt("removed_keys") or [],
             cleared_fields=opt("cleared_fields") or [], qc=opt("qc"))
-        qc = opt("qc")
-        if qc is not None:
-            if opt("qc_json"):  # the report's extra facts: names and numbers only
-                write_json_atomic(Path(inp.qc_json), {**qc, "distorted_voxels": prov["VoxelCounts"],
-                                                      "feature_confidence": prov["DetectorConfidence"],
-                                                      "scrubbed_keys": prov["ScrubbedSidecarKeys"]})
-            if qc.get("failed"):
-                raise QualityCheckError(f"{inp.source_relpath}: not written, QC still finds a face: "
-                                        + "; ".join(qc.get("failures", [])))
         image = root / inp.out_image
         defaced = nib.load(inp.defaced_file)
         write_atomic(image, lambda tmp: save_exact(defaced, tmp))
@@ -93,8 +81,7 @@ class DefacedSink(SimpleInterface):
             outputs["dseg"] = inp.out_dseg
             if opt("out_dseg_sidecar"):
                 write_json_atomic(root / inp.out_dseg_sidecar, dseg_sidecar(inp.source_relpath, prov))
-        status = "defaced with warnings" if prov["Warnings"] else "defaced"
-        record = image_record(source_relpath=inp.source_relpath, status=status, outputs=outputs, prov=prov)
+        record = image_record(source_relpath=inp.source_relpath, status="defaced", outputs=outputs, prov=prov)
         write_json_atomic(root / inp.out_record, record)
         self._results.update(out_file=str(image), out_record=str(root / inp.out_record))
         return runtime

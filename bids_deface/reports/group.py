@@ -92,7 +92,7 @@ def summary_tsv(rows: list[dict]) -> str:
     return out.getvalue()
 
 
-_STATUS_COLOURS = {"defaced": "#d4edda", "defaced with warnings": "#fff3cd", "failed": "#f8d7da",
+_STATUS_COLOURS = {"defaced": "#d4edda", "refused": "#fff3cd", "failed": "#f8d7da",
                    "not processed": "#e2e3e5"}
 
 

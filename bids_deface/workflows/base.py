@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from pathlib import Path
 
 from nipype.pipeline import engine as pe
 
@@ -31,7 +32,13 @@ def workflow_name(image: FaceImage, taken: set[str]) -> str:
     return name
 
 
-def init_bids_deface_wf(*, images, output_dir, output_layout="derivative", features=FEATURES, seed=0,
+def step_log_path(step_dir, image: FaceImage) -> Path:
+    """Where the steps of ``image`` record their outcome (one JSON line each)."""
+    key = hashlib.sha256(image.relpath.encode()).hexdigest()[:16]
+    return Path(step_dir) / f"{key}.jsonl"
+
+
+def init_bids_deface_wf(*, images, output_dir, step_dir, output_layout="derivative", features=FEATURES, seed=0,
                         omp_nthreads=1, policy_file=None, margins=None, qc_dir=None, name="bids_deface_wf"):
     """One :func:`init_deface_wf` per image, all in one workflow.
 
@@ -39,6 +46,8 @@ def init_bids_deface_wf(*, images, output_dir, output_layout="derivative", featu
     ----------
     images : list of :class:`bids_deface.bids.FaceImage`.
     output_dir : root of the output dataset.
+    step_dir : folder (in the private work directory) of the images' step logs, see
+        :func:`step_log_path`.
     output_layout : ``"derivative"`` (``…_desc-defaced_<suffix>`` + labels) or ``"raw"`` (the
         input's own names; sidecars are written by the raw copy, not here).
     features, seed, omp_nthreads, policy_file, margins : see :func:`init_deface_wf`.
@@ -67,6 +76,7 @@ def init_bids_deface_wf(*, images, output_dir, output_layout="derivative", featu
         inputs.out_dseg_sidecar = paths.dseg_sidecar or ""
         inputs.out_record = paths.record
         inputs.stem = image.stem
+        inputs.step_log = str(step_log_path(step_dir, image))
         if qc_dir is not None:
             figures, result = qc_paths(image, qc_dir)
             inputs.qc_figures_dir, inputs.qc_json = str(figures), str(result)

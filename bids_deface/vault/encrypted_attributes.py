@@ -104,8 +104,7 @@ def recover_original_attributes(ds: Dataset, certificate: x509.Certificate, priv
         if item.get("EncryptedContentTransferSyntaxUID") != ExplicitVRLittleEndian:
             continue  # the only encoding we write; others are someone else's items
         try:
-            data = pkcs7.pkcs7_decrypt_der(bytes(item.EncryptedContent), certificate, private_key,
-                                           [pkcs7.PKCS7Options.Binary])
+            data = pkcs7.pkcs7_decrypt_der(bytes(item.EncryptedContent), certificate, private_key, [])
         except (ValueError, TypeError):
             continue
         content = read_dataset(DicomBytesIO(data), is_implicit_VR=False, is_little_endian=True)

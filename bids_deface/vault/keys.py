@@ -38,6 +38,11 @@ class Recipient:
     key_id: str
     certificate: x509.Certificate | None = None
 
+    @property
+    def cms_certificate(self) -> x509.Certificate | None:
+        """The certificate CMS (DICOM's Encrypted Attributes Sequence) can encrypt for, if any."""
+        return self.certificate if isinstance(self.public_key, rsa.RSAPublicKey) else None
+
 
 @dataclass(frozen=True)
 class Identity:

@@ -301,3 +301,26 @@ def test_clean_descriptors_keeps_descriptions_without_identifying_words(tmp_path
             assert "113105" in [i.CodeValue for i in ds.DeidentificationMethodCodeSequence]
         else:
             assert "SeriesDescription" not in ds and "StudyDescription" not in ds
+
+
+def test_clean_descriptors_removes_dates_phones_names_and_ids_from_free_text(tmp_path):
+    """Image Comments with a date and a phone number, a name typed into Sequence Name: under
+    --clean-descriptors the descriptions stay, the identifying spans go (the BIDS side's
+    free-text detection, fed with the values removed from the same file)."""
+    src = pydicom.dcmread(testdata.heudiconv_data() / "phantom.dcm")
+    src.PatientName = "Quagmire^Glenda"
+    src.PatientID = "MRN-77123"
+    src.ImageComments = "motion in run 2; called 555-867-5309 on 03/14/2019, Glenda was fine"
+    src.SequenceName = "*tfl3d1_Quagmire"
+    src.ProtocolName = "t1_mprage MRN-77123"
+    inp = tmp_path / "in"
+    inp.mkdir()
+    src.save_as(inp / "x.dcm")
+    out = tmp_path / "out"
+    assert main([str(inp), str(out), "--key", KEY, "--no-deface", "--clean-descriptors"]) == 0
+    path = next(out.rglob("*.dcm"))
+    ds, blob = pydicom.dcmread(path), path.read_bytes()
+    for leak in (b"867-5309", b"555", b"03/14/2019", b"2019", b"Glenda", b"Quagmire", b"77123"):
+        assert leak not in blob, leak
+    assert ds.ImageComments.startswith("motion in run 2; called") and "was fine" in ds.ImageComments
+    assert ds.SequenceName == "*tfl3d1" and ds.ProtocolName.startswith("t1_mprage")

@@ -166,7 +166,8 @@ def _geometry(affine):
     return lps, sp, [round(float(v), 8) for v in iop]
 
 
-def _slice(k: int, uid: str, position, iop, spacing, plane: np.ndarray, series_uid=None, thickness=1.0):
+def _slice(k: int, uid: str, position, iop, spacing, plane: np.ndarray, series_uid=None, thickness=1.0,
+           bits: int | None = None):
     ds = planted_dataset(MRImageStorage, series_uid)
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = uid
     ds.InstanceNumber = k + 1
@@ -178,30 +179,59 @@ def _slice(k: int, uid: str, position, iop, spacing, plane: np.ndarray, series_u
     ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID = MRImageStorage, site_uid(4, 0, 20230517143012)
     ref.PersonName = NESTED_NAME  # an identifying value deep in a kept sequence
     ds.ReferencedImageSequence = Sequence([ref])
-    plane = np.ascontiguousarray(plane.astype("<i2"))
+    if bits:  # unsigned, ``bits`` of ``BitsAllocated`` 8 or 16
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = (8 if bits == 8 else 16), bits, bits - 1, 0
+        plane = np.ascontiguousarray(plane.astype("u1" if bits == 8 else "<u2"))
+    else:
+        plane = np.ascontiguousarray(plane.astype("<i2"))
     ds.Rows, ds.Columns = plane.shape
     ds.PixelData = plane.tobytes()
     return ds
 
 
-def build_series(folder: Path, *, step: int = 1, rle: bool = False, drop: tuple[int, ...] = ()) -> Path:
+def build_series(folder: Path, *, step: int = 1, rle: bool = False, drop: tuple[int, ...] = (),
+                 bits: int | None = None, series_uid: str | None = None, syntax=None) -> Path:
     """One file per axial slice of the head (its own voxel grid), identifying values planted.
 
     ``step`` subsamples the head on every axis (2: a 2 mm head); ``rle`` stores the pixels
-    RLE Lossless compressed; ``drop`` leaves those slices out.
+    RLE Lossless compressed; ``drop`` leaves those slices out; ``bits`` (8 or 12) rescales
+    the head to unsigned values of that many bits (what JPEG Baseline and Extended hold);
+    ``syntax``: Implicit VR Little Endian or Explicit VR Big Endian instead of Explicit VR
+    Little Endian.
     """
     img, data = head()
     data = data[::step, ::step, ::step]
+    if bits:
+        scaled = (data.astype(np.float64) - data.min()) / float(data.max() - data.min()) * (2 ** bits - 1)
+        data = np.rint(scaled).astype(np.uint8 if bits == 8 else np.uint16)
     lps, sp, iop = _geometry(img.affine @ np.diag([step, step, step, 1]))
     folder.mkdir(parents=True)
     for k in range(data.shape[2]):
         if k in drop:
             continue
-        ds = _slice(k, site_uid(4, k, 20230517143012), (lps @ [0, 0, k, 1])[:3], iop, (sp[1], sp[0]),
-                    data[:, :, k].T, thickness=sp[2])
+        uid = site_uid(4, k, 20230517143012) if series_uid is None else f"{series_uid}.{k + 1}"
+        ds = _slice(k, uid, (lps @ [0, 0, k, 1])[:3], iop, (sp[1], sp[0]), data[:, :, k].T,
+                    series_uid, thickness=sp[2], bits=bits)
         if rle:
-            ds.compress(RLELossless, np.asarray(data[:, :, k].T, "<i2"))
+            ds.compress(RLELossless)
+        if syntax is not None:
+            _encode_natively(ds, syntax)
         ds.save_as(folder / f"Doe_Janet_{k:04d}.dcm", enforce_file_format=True)
+    return folder
+
+
+def _encode_natively(ds: Dataset, syntax) -> None:
+    if not syntax.is_little_endian:  # pydicom writes Pixel Data bytes as they are
+        arr = ds.pixel_array
+        ds.PixelData = arr.astype(arr.dtype.newbyteorder(">")).tobytes()
+    ds.file_meta.TransferSyntaxUID = syntax
+
+
+def compress_with_dcmtk(folder: Path, tool: str, *options: str) -> Path:
+    """Compress every file of ``folder`` in place with DCMTK (``dcmcjpeg`` / ``dcmcjpls``): an
+    encoder independent of the decoders bids-deface uses."""
+    for path in sorted(folder.iterdir()):
+        subprocess.run([tool, *options, str(path), str(path)], check=True, capture_output=True)
     return folder
 
 

@@ -45,6 +45,7 @@ from bids_deface.dicom.profile import (
     resolve,
     tag_rules,
 )
+from bids_deface.dicom.freetext import FREE_TEXT, Descriptors
 from bids_deface.dicom.uids import Keyed, is_registered
 
 TEMPORAL = frozenset({"DA", "DT", "TM"})
@@ -77,7 +78,7 @@ class _Context:
     keyed: Keyed
     options: ProfileOptions
     shift: dt.timedelta
-    scrub: re.Pattern | None
+    descriptors: Descriptors | None  # free-text cleaning (Clean Descriptors and the C actions)
     counts: Counter = field(default_factory=Counter)
 
 
@@ -92,10 +93,10 @@ def deidentify(ds: Dataset, keyed: Keyed, options: ProfileOptions = ProfileOptio
     """
     patient_id = str(ds.get("PatientID", "") or "")
     pseudonym = keyed.pseudonym(patient_id)
-    scrub = None
+    descriptors = None
     if options.clean_descriptors or options.retain_patient_characteristics:
-        scrub = _identifier_pattern(ds)
-    ctx = _Context(keyed, options, keyed.date_shift(patient_id), scrub)
+        descriptors = Descriptors(ds, options)
+    ctx = _Context(keyed, options, keyed.date_shift(patient_id), descriptors)
     _walk(ds, ctx)
 
     ds.PatientName = pseudonym
@@ -178,6 +179,8 @@ def _walk(ds: Dataset, ctx: _Context) -> None:
             _apply(ds, t, "C" if options.retain_long_modified_dates else "Z", ctx, unlisted=True)
         elif vr == "PN":
             _apply(ds, t, "Z", ctx, unlisted=True)
+        elif vr in FREE_TEXT and options.clean_descriptors:  # Sequence Name, coil names ...
+            _apply(ds, t, "C", ctx, unlisted=True)
         elif vr == "UI":
             value = ds[tag].value
             values = value if isinstance(value, (list, tuple)) else [value]
@@ -234,8 +237,8 @@ def _apply(ds: Dataset, t: int, action: str, ctx: _Context, unlisted: bool = Fal
     elif action == "C":
         if vr in ("DA", "DT"):
             elem.value = _shift(elem.value, ctx.shift, vr)
-        elif vr in TEXT and ctx.scrub is not None:
-            elem.value = _scrub(elem.value, ctx.scrub)
+        elif vr in TEXT and ctx.descriptors is not None:
+            elem.value = ctx.descriptors.clean(elem.value)
         elif vr in TEXT:
             elem.value = None
         # TM under modified dates: times of day are kept, only the day moves
@@ -263,40 +266,6 @@ def _shift(value, shift: dt.timedelta, vr: str):
         return day.strftime("%Y%m%d") + rest
 
     if value is None or value == "":
-        return value
-    if isinstance(value, (list, tuple)):
-        return [one(v) for v in value]
-    return one(value)
-
-
-def _identifier_pattern(ds: Dataset) -> re.Pattern | None:
-    """A pattern matching the identifying words of ``ds`` (names, IDs, places).
-
-    Used by the clean (C) action on free text, before the values are removed.
-    """
-    words: set[str] = set()
-    rules = tag_rules()
-    for elem in ds.iterall():
-        rule = rules.get(int(elem.tag))
-        if elem.VR not in TEXT or elem.VR == "CS" or rule is None:
-            continue
-        if any(action == "C" for _, action in rule.options):
-            continue  # a descriptor itself: cleaned, not a source of identifying words
-        values = elem.value if isinstance(elem.value, (list, tuple)) else [elem.value]
-        for v in values:
-            for word in re.split(r"[\^\s,;/]+", str(v)):
-                if len(word) >= 3:
-                    words.add(re.escape(word))
-    dates = r"\d{4}[-./]?\d{2}[-./]?\d{2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}"
-    parts = sorted(words, key=len, reverse=True) + [dates]
-    return re.compile("|".join(parts), re.IGNORECASE)
-
-
-def _scrub(value, pattern: re.Pattern):
-    def one(v) -> str:
-        return pattern.sub("*", str(v))
-
-    if value is None:
         return value
     if isinstance(value, (list, tuple)):
         return [one(v) for v in value]

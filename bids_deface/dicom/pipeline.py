@@ -162,13 +162,27 @@ def _deidentify_and_write(ds, target: Path, keyed: Keyed, opts: RunOptions, row:
     try:
         counts = deidentify(ds, keyed, opts.profile, pixels_defaced=defaced)
         target.parent.mkdir(parents=True, exist_ok=True)
-        ds.save_as(target, enforce_file_format=True)
+        _save(ds, target)
         row.status, row.actions = "written", _actions(counts)
     except KeyError as exc:  # pseudonym missing from the mapping file
         row.status, row.message, row.output = "failed", str(exc).strip("'\""), ""
     except Exception as exc:  # noqa: BLE001
         row.status, row.message, row.output = "failed", f"could not de-identify ({type(exc).__name__})", ""
         target.unlink(missing_ok=True)
+
+
+def _save(ds: pydicom.Dataset, target: Path) -> None:
+    """Write ``ds`` in its file meta's transfer syntax (a big-endian input re-encoded if need be)."""
+    ts = ds.file_meta.TransferSyntaxUID
+    little = getattr(ds, "original_encoding", (None, None))[1]
+    if little is None or little == ts.is_little_endian:
+        ds.save_as(target, enforce_file_format=True)
+        return
+    for _ in ds.iterall():  # every element decoded, so each is written in the new byte order
+        pass
+    # force_encoding excludes enforce_file_format; deidentify() set the preamble and file meta
+    pydicom.dcmwrite(target, ds, implicit_vr=ts.is_implicit_VR, little_endian=ts.is_little_endian,
+                     force_encoding=True)
 
 
 def _fail(rows, indices, message: str) -> None:

@@ -66,6 +66,13 @@ def _time_format(definition) -> str | None:
     return None
 
 
+def _is_mapping(definition) -> bool:
+    """An object whose keys the user chooses (SoftwareFilters, AnatomicalLandmarkCoordinates …)."""
+    if "anyOf" in definition:
+        return any(_is_mapping(option) for option in definition["anyOf"])
+    return definition.get("type") == "object" and "properties" not in definition
+
+
 def build() -> dict:
     schema = bst.load_schema()
     dataset_level = _fields(schema.rules.json.dataset) | set(
@@ -83,6 +90,8 @@ def build() -> dict:
         entry = keys.setdefault(name, {})
         if _is_free_text(definition):
             entry["text"] = True
+        if _is_mapping(definition):
+            entry["mapping"] = True
         fmt = _time_format(definition)
         if fmt:
             entry["time_format"] = fmt
@@ -95,7 +104,8 @@ def build() -> dict:
                    "Written by tools/build_bids_allowlist.py from the BIDS schema; do not edit by hand. "
                    "'text': the value is free text and is scanned for identifying content; 'time_format': "
                    "the value is a date, a date-time or a clock time (handled by the policy's "
-                   "acquisition_times). Keys not listed here are dropped unless a policy adds them."),
+                   "acquisition_times); 'mapping': an object whose keys are chosen by the user (kept, and "
+                   "scanned as text). Keys not listed here are dropped unless a policy adds them."),
         "bids_version": schema["bids_version"],
         "schema_version": schema["schema_version"],
         "sidecar_keys": dict(sorted(keys.items())),

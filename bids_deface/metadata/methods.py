@@ -184,14 +184,15 @@ def _surrogate_date(d: Deidentifier, value: str) -> str:
 
 
 def _surrogate_chars(d: Deidentifier, value: str, category: str) -> str:
-    """Digits replaced by digits and letters by letters, keyed: the shape of an identifier kept."""
+    """Digits replaced by digits (and, but in identifiers and phone numbers, letters by letters),
+    keyed: the shape kept, a prefix such as "MRN-" too."""
     stream = d._stream(category, _normal(value))
     out = []
     for i, ch in enumerate(value):
         byte = stream[i % len(stream)] ^ (i // len(stream))
         if ch.isdigit():
             out.append(str(byte % 10))
-        elif ch.isascii() and ch.isalpha():
+        elif ch.isascii() and ch.isalpha() and category not in ("id", "phone"):
             letter = chr(ord("a") + byte % 26)
             out.append(letter.upper() if ch.isupper() else letter)
         else:

@@ -44,7 +44,7 @@ _RECOGNISERS = (("email", rec.find_emails), ("url", rec.find_urls), ("ip", rec.f
                 ("phone", rec.find_phones), ("address", rec.find_addresses), ("name", find_names))
 # Parts of a known name that say nothing about the person.
 _NAME_NOISE = frozenset("dr mr mrs ms miss prof md phd jr sr ii iii iv von van de der den la le du da di del "
-                        "of the and st".split())
+                        "of the and st tech technologist radiographer operator nurse patient doctor".split())
 _NOT_A_VALUE = frozenset({"", "n/a", "na", "none", "null", "unknown", "anonymous", "anon", "removed", "0"})
 
 
@@ -196,7 +196,10 @@ def clean_text(text: str, known_values=(), method: str = DEFAULT_METHOD, key: by
         start, end = f.start, f.end
         if new is None:
             new = ""
-            if start > 0 and end < len(out) and out[start - 1] == " " and out[end:end + 1] in (" ", ",", ".", ";", ":"):
+            # one separator goes with the span: "t1_mprage_Doe" -> "t1_mprage", "by Doe, ok" -> "by, ok"
+            if start > 0 and out[start - 1] in " _" and (end == len(out) or out[end] in " _,.;:)"):
                 start -= 1
+            elif start == 0 and out[end:end + 1] in (" ", "_"):
+                end += 1
         out = out[:start] + new + out[end:]
     return out, sorted({f.category for f in findings})

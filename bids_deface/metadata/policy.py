@@ -1,7 +1,30 @@
-"""The metadata policy: which sidecar keys and TSV columns go, and what happens to acquisition times.
+"""The metadata policy: an allow-list of sidecar keys and TSV columns, and what happens to each.
 
-:func:`load_sidecar_policy` reads the shipped policy (``data/sidecar_policy.json``, which
-documents its decisions) and an optional user file that extends or overrides it.
+What is kept: the keys and columns the BIDS specification defines (``data/bids_metadata_allowlist.json``,
+written from the BIDS schema by ``tools/build_bids_allowlist.py``) minus the ones that identify,
+plus what the shipped policy (``data/sidecar_policy.json``) and a user policy (``--metadata-policy
+FILE``) add. Every other key and column is dropped.
+
+Policy file (JSON object; entries starting with ``_`` are comments)::
+
+    {
+      "default_method": "redact",             # replace | redact | mask | hash | encrypt
+      "scan_text": true,                      # scan free-text values of kept keys (BIDS: 'text')
+      "acquisition_times": {"tables": "shift", "sidecars": "shift", "shift_to": "1800-01-01"},
+      "sidecar_keys": {"SeriesDescription": "scan", "ImageType": "keep", "PatientID": "hash",
+                       "ScanNotes": {"scan": true, "method": "mask"}, "SoftwareVersions": "drop"},
+      "sidecar_key_patterns": {"^Siemens": "keep"},          # Python regular expressions
+      "columns": {"group": "keep", "notes": "scan", "mrn": "hash"},
+      "column_patterns": {"^bdi_[0-9]+$": "keep"},
+      "text_files": {"scan": true, "method": "redact"},
+      "identifying_keys": {"name": ["PatientName"], "id": ["PatientID"]}
+    }
+
+An entry is ``"keep"`` (as it is), ``"scan"`` (free text scanned, findings de-identified by
+``default_method``), ``"drop"``, ``"shift"`` (a date moved by the subject's offset), a method
+name (the whole value de-identified by it), or ``{"scan": bool, "method": NAME}``. A user file
+overrides the shipped one entry by entry. ``identifying_keys`` name keys whose values are searched
+for in all other text of the same subject (whether the key is kept or not).
 """
 
 from __future__ import annotations
@@ -10,129 +33,243 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import date
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
+from bids_deface.metadata.methods import DEFAULT_METHOD, METHODS, Deidentifier, MethodError
+
 ACQ_TIME_MODES = ("shift", "drop", "keep")
-_POLICY_SECTIONS = ("remove", "acquisition_times", "demographics", "keep")
-_POLICY_KEYS = set(_POLICY_SECTIONS) | {"keep_acquisition_times", "keep_demographics", "scans_tsv"}
+ACTIONS = ("keep", "scan", "drop", "shift") + METHODS
+ALWAYS_KEPT_COLUMNS = ("participant_id", "session_id", "filename")
+_ENTRIES = {"default_method", "scan_text", "acquisition_times", "sidecar_keys", "sidecar_key_patterns",
+            "columns", "column_patterns", "text_files", "identifying_keys"}
 
 
 class PolicyError(ValueError):
-    """A metadata policy file that cannot be used; the message names the file."""
+    """A metadata policy file that cannot be used; the message names the file and the problem."""
 
 
 @dataclass(frozen=True)
-class _Rule:
-    keys: frozenset[str] = frozenset()  # lower case
-    patterns: tuple[re.Pattern, ...] = ()
+class Rule:
+    """What happens to one key or column: ``action`` is keep, scan, drop, shift or value (the
+    whole value de-identified); ``method`` de-identifies the findings (scan) or the value."""
 
-    def matches(self, key: str) -> bool:
-        return key.lower() in self.keys or any(p.search(key) for p in self.patterns)
-
-
-@dataclass(frozen=True)
-class SidecarPolicy:
-    """Which sidecar keys and scans.tsv columns to remove, and what to do with acq_time."""
-
-    remove: _Rule
-    acquisition_times: _Rule
-    demographics: _Rule
-    keep: _Rule
-    keep_acquisition_times: bool = False
-    keep_demographics: bool = False
-    acq_time: str = "shift"
-    shift_to: date = date(1800, 1, 1)
-    remove_columns: frozenset[str] = frozenset()
-    sources: tuple[str, ...] = field(default=())
-
-    def removes(self, key: str) -> bool:
-        """Whether ``key`` (a sidecar key or a TSV column) is removed."""
-        if self.keep.matches(key):
-            return False
-        if self.remove.matches(key):
-            return True
-        if not self.keep_acquisition_times and self.acquisition_times.matches(key):
-            return True
-        return not self.keep_demographics and self.demographics.matches(key)
+    action: str
+    method: str | None = None
 
 
-def _compile(patterns, where: str) -> tuple[re.Pattern, ...]:
-    out = []
-    for p in patterns:
-        try:
-            out.append(re.compile(p))
-        except re.error as exc:
-            raise PolicyError(f"{where}: invalid pattern {p!r} ({exc})") from None
-    return tuple(out)
-
-
-def _read_policy(path: Path) -> dict:
-    try:
-        data = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise PolicyError(f"{path}: metadata policy file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise PolicyError(f"{path}: not a JSON metadata policy ({exc})") from None
-    if not isinstance(data, dict):
-        raise PolicyError(f"{path}: a metadata policy must be a JSON object")
-    unknown = sorted(k for k in data if not k.startswith("_") and k not in _POLICY_KEYS)
-    if unknown:
-        raise PolicyError(f"{path}: unknown policy entries {unknown}; expected {sorted(_POLICY_KEYS)}")
-    for section in _POLICY_SECTIONS:
-        value = data.get(section, {})
-        if not isinstance(value, dict) or not all(
-                isinstance(value.get(k, []), list) and all(isinstance(s, str) for s in value.get(k, []))
-                for k in ("keys", "patterns")):
-            raise PolicyError(f"{path}: '{section}' must be an object with lists of strings 'keys' and 'patterns'")
-    return data
+@lru_cache(maxsize=1)
+def bids_allowlist() -> dict:
+    """The shipped allow-list of BIDS-defined keys and columns (with its BIDS version)."""
+    return json.loads((resources.files("bids_deface") / "data" / "bids_metadata_allowlist.json").read_text())
 
 
 def shipped_policy_path() -> Path:
     return Path(str(resources.files("bids_deface") / "data" / "sidecar_policy.json"))
 
 
-def load_sidecar_policy(user_policy: str | Path | None = None) -> SidecarPolicy:
-    """The shipped sidecar policy, extended or overridden by ``user_policy`` (a JSON file).
+@dataclass(frozen=True)
+class MetadataPolicy:
+    """The allow-list with the shipped and user policies applied (see the module docstring)."""
 
-    A user file has the shipped file's layout: its ``keys``/``patterns`` are *added* to each
-    section (``remove``, ``acquisition_times``, ``demographics``, ``keep``); ``keep`` wins
-    over every removal; ``keep_acquisition_times``, ``keep_demographics`` and the
-    ``scans_tsv`` settings replace the shipped ones. Raises :class:`PolicyError` naming the
-    file for unreadable JSON, unknown entries or invalid patterns.
-    """
-    layers = [(shipped_policy_path(), _read_policy(shipped_policy_path()))]
-    if user_policy:
-        layers.append((Path(user_policy), _read_policy(Path(user_policy))))
-    keys = {s: set() for s in _POLICY_SECTIONS}
-    patterns = {s: [] for s in _POLICY_SECTIONS}
-    switches = {"keep_acquisition_times": False, "keep_demographics": False}
-    scans = {}
-    for path, data in layers:
-        for section in _POLICY_SECTIONS:
-            keys[section] |= {k.lower() for k in data.get(section, {}).get("keys", [])}
-            patterns[section] += list(_compile(data.get(section, {}).get("patterns", []), str(path)))
-        for name in switches:
-            if name in data:
-                if not isinstance(data[name], bool):
-                    raise PolicyError(f"{path}: '{name}' must be true or false")
-                switches[name] = data[name]
-        scans.update({k: v for k, v in data.get("scans_tsv", {}).items() if not k.startswith("_")})
-    user_scans = layers[-1][1].get("scans_tsv", {}) if len(layers) > 1 else {}
-    if "acq_time" in user_scans:
-        acq_time = user_scans["acq_time"]
-    elif switches["keep_acquisition_times"]:
-        acq_time = "keep"  # asking to keep acquisition times keeps them in scans.tsv too
-    else:
-        acq_time = scans.get("acq_time", "shift")
-    if acq_time not in ACQ_TIME_MODES:
-        raise PolicyError(f"{layers[-1][0]}: scans_tsv.acq_time must be one of {list(ACQ_TIME_MODES)}, got {acq_time!r}")
+    # name -> (layer, Rule) and (layer, compiled pattern, Rule): layer 0 is the shipped policy,
+    # 1 the user's; a later layer wins, and within a layer a name wins over a pattern
+    keys: dict = field(default_factory=dict)            # case-folded key name
+    key_patterns: tuple = ()
+    columns: dict = field(default_factory=dict)         # case-folded column name
+    column_patterns: tuple = ()
+    default_method: str = DEFAULT_METHOD
+    scan_text: bool = True
+    acq_time: str = "shift"                              # tables (scans.tsv, sessions.tsv)
+    sidecar_times: str = "shift"
+    shift_to: date = date(1800, 1, 1)
+    text_files_scan: bool = True
+    text_files_method: str = DEFAULT_METHOD
+    identifying_keys: dict = field(default_factory=dict)  # key -> category
+    sources: tuple = ()
+
+    def sidecar_rule(self, key: str) -> Rule | None:
+        """The rule for sidecar ``key``; None when the key is dropped."""
+        rule = _layered(self.keys.get(key.casefold()), self.key_patterns, key)
+        if rule is None:
+            entry = bids_allowlist()["sidecar_keys"].get(key)
+            if entry is None:
+                return None
+            if entry.get("time_format"):
+                rule = Rule("shift") if self.sidecar_times == "shift" else Rule(self.sidecar_times)
+            else:
+                rule = Rule("scan", self.default_method) if entry.get("text") and self.scan_text else Rule("keep")
+        return None if rule.action == "drop" else rule
+
+    def is_mapping(self, key: str) -> bool:
+        return bool(bids_allowlist()["sidecar_keys"].get(key, {}).get("mapping"))
+
+    def column_rule(self, column: str, table: str | None = None) -> Rule | None:
+        """The rule for a TSV ``column`` of ``table`` (participants, sessions, scans, phenotype,
+        samples); None when the column is dropped."""
+        rule = _layered(self.columns.get(column.casefold()), self.column_patterns, column)
+        if rule is None:
+            known = bids_allowlist()["table_columns"]
+            allowed = set(known.get(table, [])) if table else set().union(*known.values())
+            if column in ALWAYS_KEPT_COLUMNS or column in allowed:
+                rule = Rule("keep")
+        return None if rule is None or rule.action == "drop" else rule
+
+    def removes(self, key: str) -> bool:
+        """Whether sidecar ``key`` is dropped (kept for callers of the block-list policy)."""
+        return self.sidecar_rule(key) is None
+
+    def methods_used(self) -> set[str]:
+        rules = [*(r for _, r in self.keys.values()), *(r for _, _, r in self.key_patterns),
+                 *(r for _, r in self.columns.values()), *(r for _, _, r in self.column_patterns)]
+        used = {r.method for r in rules if r.method} | {self.default_method}
+        return used | ({self.text_files_method} if self.text_files_scan else set())
+
+    def check_methods(self, deidentifier: Deidentifier) -> None:
+        """Raise :class:`PolicyError` if the policy needs what the run lacks (a key, a vault)."""
+        for method in sorted(self.methods_used()):
+            try:
+                deidentifier.check(method)
+            except MethodError as exc:
+                raise PolicyError(f"{self.sources[-1] if self.sources else 'metadata policy'}: {exc}") from None
+
+
+def _layered(exact, patterns, name: str) -> Rule | None:
+    pattern = next(((layer, rule) for layer, compiled, rule in patterns if compiled.search(name)), None)
+    if exact is None or (pattern is not None and pattern[0] > exact[0]):
+        return pattern[1] if pattern else None
+    return exact[1]
+
+
+# Kept for callers that still use the old name.
+SidecarPolicy = MetadataPolicy
+
+
+def _rule(value, where: str, default_method: str) -> Rule:
+    if isinstance(value, str):
+        if value not in ACTIONS:
+            raise PolicyError(f"{where}: {value!r} is not one of {list(ACTIONS)}")
+        if value in METHODS:
+            return Rule("value", value)
+        return Rule(value, default_method if value == "scan" else None)
+    if isinstance(value, dict):
+        unknown = sorted(set(value) - {"scan", "method"})
+        if unknown:
+            raise PolicyError(f"{where}: unknown fields {unknown}; expected 'scan' and 'method'")
+        method = value.get("method")
+        if method is not None and method not in METHODS:
+            raise PolicyError(f"{where}: method {method!r} is not one of {list(METHODS)}")
+        if not isinstance(value.get("scan", False), bool):
+            raise PolicyError(f"{where}: 'scan' must be true or false")
+        if value.get("scan"):
+            return Rule("scan", method or default_method)
+        return Rule("value", method) if method else Rule("keep")
+    raise PolicyError(f"{where}: expected a string or an object, got {type(value).__name__}")
+
+
+def _read(path: Path) -> dict:
     try:
-        shift_to = date.fromisoformat(str(scans.get("shift_to", "1800-01-01")))
-    except ValueError:
-        raise PolicyError(f"{layers[-1][0]}: scans_tsv.shift_to must be a date YYYY-MM-DD") from None
-    rules = {s: _Rule(frozenset(keys[s]), tuple(patterns[s])) for s in _POLICY_SECTIONS}
-    return SidecarPolicy(**rules, **switches, acq_time=acq_time, shift_to=shift_to,
-                         remove_columns=frozenset(c.lower() for c in scans.get("remove_columns", [])),
-                         sources=tuple(str(p) for p, _ in layers))
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PolicyError(f"{path}: metadata policy file not found") from None
+    except OSError as exc:
+        raise PolicyError(f"{path}: metadata policy file cannot be read ({exc.strerror})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise PolicyError(f"{path}: not a JSON metadata policy ({exc})") from None
+    if not isinstance(data, dict):
+        raise PolicyError(f"{path}: a metadata policy must be a JSON object")
+    unknown = sorted(k for k in data if not k.startswith("_") and k not in _ENTRIES)
+    if unknown:
+        raise PolicyError(f"{path}: unknown policy entries {unknown}; expected {sorted(_ENTRIES)}")
+    return data
 
+
+def _object(data: dict, name: str, path: Path) -> dict:
+    value = data.get(name, {})
+    if not isinstance(value, dict):
+        raise PolicyError(f"{path}: '{name}' must be an object")
+    return {k: v for k, v in value.items() if not k.startswith("_")}
+
+
+def _compile(pattern: str, where: str) -> re.Pattern:
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise PolicyError(f"{where}: invalid pattern {pattern!r} ({exc})") from None
+
+
+def _switch(data: dict, name: str, path: Path, current):
+    if name not in data:
+        return current
+    if not isinstance(data[name], bool):
+        raise PolicyError(f"{path}: '{name}' must be true or false")
+    return data[name]
+
+
+def _apply(state: dict, data: dict, path: Path, layer: int) -> None:
+    """Layer one policy file over ``state``."""
+    if "default_method" in data:
+        if data["default_method"] not in METHODS:
+            raise PolicyError(f"{path}: default_method must be one of {list(METHODS)}, got {data['default_method']!r}")
+        state["default_method"] = data["default_method"]
+    state["scan_text"] = _switch(data, "scan_text", path, state["scan_text"])
+    times = _object(data, "acquisition_times", path)
+    for name, target in (("tables", "acq_time"), ("sidecars", "sidecar_times")):
+        if name in times:
+            if times[name] not in ACQ_TIME_MODES:
+                raise PolicyError(f"{path}: acquisition_times.{name} must be one of {list(ACQ_TIME_MODES)}, "
+                                  f"got {times[name]!r}")
+            state[target] = times[name]
+    unknown = sorted(set(times) - {"tables", "sidecars", "shift_to"})
+    if unknown:
+        raise PolicyError(f"{path}: unknown acquisition_times entries {unknown}")
+    if "shift_to" in times:
+        try:
+            state["shift_to"] = date.fromisoformat(str(times["shift_to"]))
+        except ValueError:
+            raise PolicyError(f"{path}: acquisition_times.shift_to must be a date YYYY-MM-DD") from None
+    method = state["default_method"]
+    for name, value in _object(data, "sidecar_keys", path).items():
+        state["keys"][name.casefold()] = (layer, _rule(value, f"{path}: sidecar_keys.{name}", method))
+    for pattern, value in _object(data, "sidecar_key_patterns", path).items():
+        where = f"{path}: sidecar_key_patterns"
+        state["key_patterns"].insert(0, (layer, _compile(pattern, where), _rule(value, f"{where}.{pattern}", method)))
+    for name, value in _object(data, "columns", path).items():
+        state["columns"][name.casefold()] = (layer, _rule(value, f"{path}: columns.{name}", method))
+    for pattern, value in _object(data, "column_patterns", path).items():
+        where = f"{path}: column_patterns"
+        state["column_patterns"].insert(0, (layer, _compile(pattern, where), _rule(value, f"{where}.{pattern}", method)))
+    text = _object(data, "text_files", path)
+    if sorted(set(text) - {"scan", "method"}):
+        raise PolicyError(f"{path}: text_files takes 'scan' and 'method'")
+    state["text_files_scan"] = _switch(text, "scan", path, state["text_files_scan"])
+    if "method" in text:
+        if text["method"] not in METHODS:
+            raise PolicyError(f"{path}: text_files.method must be one of {list(METHODS)}, got {text['method']!r}")
+        state["text_files_method"] = text["method"]
+    for category, names in _object(data, "identifying_keys", path).items():
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise PolicyError(f"{path}: identifying_keys.{category} must be a list of key names")
+        state["identifying_keys"].update({n: category for n in names})
+
+
+def load_metadata_policy(user_policy: str | Path | None = None) -> MetadataPolicy:
+    """The shipped policy, with ``user_policy`` (a JSON file) layered over it.
+
+    Raises :class:`PolicyError` naming the file for an unreadable or non-object file, an unknown
+    entry, a bad action or method, or an invalid pattern.
+    """
+    state = {"keys": {}, "key_patterns": [], "columns": {}, "column_patterns": [], "default_method": DEFAULT_METHOD,
+             "scan_text": True, "acq_time": "shift", "sidecar_times": "shift", "shift_to": date(1800, 1, 1),
+             "text_files_scan": True, "text_files_method": DEFAULT_METHOD, "identifying_keys": {}}
+    paths = [shipped_policy_path()] + ([Path(user_policy)] if user_policy else [])
+    for layer, path in enumerate(paths):
+        _apply(state, _read(path), path, layer)
+    return MetadataPolicy(**{**state, "key_patterns": tuple(state["key_patterns"]),
+                             "column_patterns": tuple(state["column_patterns"])},
+                          sources=tuple(str(p) for p in paths))
+
+
+# The name the callers of the first policy use.
+load_sidecar_policy = load_metadata_policy

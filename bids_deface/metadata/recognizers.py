@@ -133,21 +133,26 @@ def find_ips(text: str) -> list[tuple[int, int]]:
     return spans
 
 
-_PHONE_CONTEXT = re.compile(r"(?i)(?<![^\W_])(?:tel|telephone|phone|ph|mobile|mob|cell|fax|call|pager|bleep|ext|contact)\b\.?[\s:#=.-]*"
-                            r"(\+?\(?\d[\d\s().-]{5,18}\d)(?!\d)")
+_PHONE_CONTEXT = re.compile(r"(?i)(?<![^\W_])(?:tel|telephone|phone|ph|mobile|mob|cell|fax|call|pager|bleep|ext|contact)\b\.?"
+                            r"(?:\s+[a-z]+){0,3}[\s:#=.-]*(\+?\(?\d[\d\s().-]{5,18}\d)(?!\d)")
+_NANP = re.compile(r"(?<![^\W_])\(\d{3}\)\s?\d{3}-\d{4}(?![^\W_])")
 _REGIONS = ("US", "GB", "DE", "FR", "NL", "DK", "SE", "CA", "AU", "IT", "ES", "CH", "BE", "IE")
 
 
 def find_phones(text: str) -> list[tuple[int, int]]:
     spans = [m.span(1) for m in _PHONE_CONTEXT.finditer(text) if len(re.sub(r"\D", "", m.group(1))) >= 7]
+    spans += [m.span() for m in _NANP.finditer(text)]
     if sum(c.isdigit() for c in text) < 7:
         return spans
     for region in _REGIONS:
-        for match in phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.VALID):
+        # exact grouping: the digits grouped as that country writes its numbers (not "0 1000 2000")
+        for match in phonenumbers.PhoneNumberMatcher(text, region, leniency=phonenumbers.Leniency.EXACT_GROUPING):
             raw, before = match.raw_string, text[max(0, match.start - 1):match.start]
             # a bare digit run is an identifier or a date, not a phone number; v1.0.2021… is a version
             if re.fullmatch(r"\d+", raw) or (before and (before.isalnum() or before == ".")):
                 continue
+            if _NHS.fullmatch(raw) and nhs.is_valid(raw):
+                continue  # an NHS number (checksum), found by find_ids
             spans.append((match.start, match.end))
     return spans
 

@@ -97,17 +97,17 @@ def test_bad_plugin_args_are_refused(tmp_path):
     assert proc.returncode == 2 and "--plugin-args" in proc.stderr
 
 
-def test_workflow_names_the_detector_weights_without_importing_torch():
+def test_workflow_names_the_detector_network_without_importing_torch():
     import subprocess
     import sys
 
-    code = ("import sys; import bids_deface.workflows.deface; from bids_deface.features import shipped_weights; "
-            "print(shipped_weights()); print('torch' in sys.modules)")
+    code = ("import sys; import bids_deface.workflows.deface; from bids_deface.features.inference import shipped_network; "
+            "print(shipped_network()); print('torch' in sys.modules)")
     lines = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    from bids_deface.features.detect import load_model
+    from bids_deface.features.inference import load_network
 
     assert lines[1] == "False"  # the workflow is built without importing torch
-    assert load_model()[1] == hashlib.sha256(Path(lines[0]).read_bytes()).hexdigest()
+    assert load_network().sha256 == hashlib.sha256(Path(lines[0]).read_bytes()).hexdigest()
 
 
 def test_dicom_subcommand_is_dispatched():

@@ -6,7 +6,7 @@ image on the input's own grid, a confidence and a component count per feature, a
 missing, doubled or implausible features. It never raises for an odd head; it raises
 ``ValueError`` only for input that is not one head volume.
 
-Coarse to fine: the attention U-Net localises the features on a 64³ grid of 4 mm voxels over
+Coarse to fine: the attention U-Net (run by ONNX Runtime, :mod:`.inference`) localises the features on a 64³ grid of 4 mm voxels over
 the whole head (averaged with its prediction on the left-right mirror image); each detected
 component is then refined at the input's full resolution by
 interpolating the class probabilities onto the input voxels inside the component's box and
@@ -15,20 +15,17 @@ keeping only head tissue (the air/skin boundary is sharp at full resolution).
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
-import torch
 from scipy import ndimage as ndi
 
-from . import EXPECTED_COMPONENTS, LABELS, shipped_weights
+from . import EXPECTED_COMPONENTS, LABELS
 from .geometry import air_threshold, as_3d
 from .preprocess import grid_affine, head_box, normalise, sample_to_grid
-from .unet import AttentionUNet3D
+from .inference import load_network
 
 MIN_COMPONENT_VOXELS = 3  # on the 4 mm grid: 192 mm³
 MIN_RELATIVE_SIZE = 0.2  # fragments smaller than this fraction of the feature's largest component are noise
@@ -49,35 +46,6 @@ class FeatureDetection:
     def voxel_counts(self) -> dict[str, int]:
         data = np.asanyarray(self.labels.dataobj)
         return {name: int((data == value).sum()) for name, value in LABELS.items()}
-
-
-def sha256sum(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-@lru_cache(maxsize=4)
-def load_model(path: str | None = None) -> tuple[AttentionUNet3D, str]:
-    """The shipped (or given) detector in eval mode, with its weights file's sha256."""
-    weights = Path(path) if path else shipped_weights()
-    if not weights.exists():
-        raise FileNotFoundError(f"{weights}: detector weights not found (train with python -m training.train)")
-    blob = torch.load(weights, map_location="cpu", weights_only=False)
-    model = AttentionUNet3D(**blob["config"])
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
-    model.eval()
-    return model, sha256sum(weights)
-
-
-def predict_grid(model: AttentionUNet3D, x: np.ndarray) -> np.ndarray:
-    """Class probabilities (4, 64, 64, 64) for one normalised grid image.
-
-    The mean of the prediction on the grid and on its left-right mirror image (the classes are
-    symmetric: both eyes are "eyes", both ears "ears"), one batch of two.
-    """
-    with torch.inference_mode():
-        t = torch.from_numpy(x[None, None])
-        probs = torch.softmax(model(torch.cat([t, torch.flip(t, dims=[2])])), dim=1)
-        return ((probs[0] + torch.flip(probs[1], dims=[1])) / 2).numpy()
 
 
 def _components(mask: np.ndarray, keep: int) -> tuple[list[np.ndarray], int]:
@@ -147,17 +115,21 @@ def _plausibility(centroids: dict[str, list[np.ndarray]]) -> list[str]:
 
 
 def detect_features(img: nib.spatialimages.SpatialImage, weights: str | Path | None = None,
-                    features: tuple[str, ...] = tuple(LABELS)) -> FeatureDetection:
-    """Label the eyes, nose and ears of ``img`` on its own grid (see module docstring)."""
+                    features: tuple[str, ...] = tuple(LABELS), *, network=None) -> FeatureDetection:
+    """Label the eyes, nose and ears of ``img`` on its own grid (see module docstring).
+
+    The network is ``network`` (from :func:`.inference.load_network`) if given, else the one in
+    ``weights`` (an ``.onnx`` export, or torch ``.pt`` weights), else the shipped one.
+    """
     img3 = as_3d(img)
     data = np.asanyarray(img3.dataobj, dtype=np.float32)
     if not np.isfinite(data).all():  # NaN or inf voxels (some float images): treat as air
         data = np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
-    model, sha = load_model(str(weights) if weights else None)
+    network = network or load_network(str(weights) if weights else None)
     lo, hi = head_box(data, img3.affine)
     net_affine = grid_affine(lo, hi)
     grid = sample_to_grid(data, img3.affine, net_affine)
-    probs = predict_grid(model, normalise(grid))
+    probs = network.predict(normalise(grid))
     coarse = probs.argmax(0)
     threshold = air_threshold(grid)
     labels = np.zeros(img3.shape, np.uint8)
@@ -202,5 +174,5 @@ def detect_features(img: nib.spatialimages.SpatialImage, weights: str | Path | N
     out.set_data_dtype(np.uint8)
     out.header.set_xyzt_units("mm")
     return FeatureDetection(labels=out, confidence=confidence, components=counts, warnings=warnings,
-                            model_sha256=sha,
+                            model_sha256=network.sha256,
                             centroids_mm={k: [np.round(c, 1).tolist() for c in v] for k, v in centroids.items()})

@@ -93,3 +93,27 @@ def dice_ce_loss(logits: torch.Tensor, target: torch.Tensor, ce_weight: float = 
     denom = probs.sum(dims) + onehot.sum(dims)
     dice = (2 * inter + 1e-5) / (denom + 1e-5)
     return 1 - dice[1:].mean() + ce_weight * F.cross_entropy(logits, target.long(), weight=class_weights)
+
+
+class TorchNetwork:
+    """Trained torch weights run like the app's exported network (``features.inference.Network``):
+    for training and for evaluating candidate weights before they are exported."""
+
+    def __init__(self, model: AttentionUNet3D, sha256: str):
+        self.model, self.sha256, self.weights_sha256 = model.eval(), sha256, sha256
+
+    @classmethod
+    def load(cls, weights, sha256: str = "") -> "TorchNetwork":
+        blob = torch.load(weights, map_location="cpu", weights_only=False)
+        model = AttentionUNet3D(**blob["config"])
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
+        return cls(model, sha256)
+
+    def logits(self, batch):
+        with torch.inference_mode():
+            return self.model(torch.from_numpy(batch)).numpy()
+
+    def predict(self, x):
+        from .inference import mirror_averaged_probabilities
+
+        return mirror_averaged_probabilities(self.logits, x)

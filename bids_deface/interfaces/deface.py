@@ -44,8 +44,8 @@ class LoadImage(RecordedStep):
 
 class _DetectInputSpec(StepInputSpec):
     in_file = File(exists=True, mandatory=True, desc="head volume (any orientation)")
-    weights = File(exists=True, desc="detector weights (default: the shipped ones); an input, so "
-                                     "that new weights invalidate cached detections")
+    weights = File(exists=True, desc="detector network (default: the shipped one); an input, so "
+                                     "that a new network invalidates cached detections")
     omp_nthreads = traits.Int(1, usedefault=True, desc="threads for the network")
 
 
@@ -70,17 +70,16 @@ class DetectFeatures(RecordedStep):
     step = "detect"
 
     def _run_step(self, runtime):
-        import torch
-
         from bids_deface.features.detect import detect_features
+        from bids_deface.features.inference import load_network
 
-        torch.set_num_threads(max(1, self.inputs.omp_nthreads))
         name = self.inputs.source_name if isdefined(self.inputs.source_name) else self.inputs.in_file
         weights = self.inputs.weights if isdefined(self.inputs.weights) else None
+        network = load_network(weights, threads=max(1, self.inputs.omp_nthreads))
         img = nib.load(self.inputs.in_file)
         # The detector sees the head in RAS voxel order (a transposed copy in memory): its result
         # is then the same whatever order the file stores the voxels in.
-        detection = detect_features(reorient_to_ras(img), weights=weights)
+        detection = detect_features(reorient_to_ras(img), network=network)
         if not any(detection.components.get(f, 0) for f in ("eyes", "nose", "ears")):
             raise ImageRefused(
                 f"{name}: no head with a face found (no eyes, nose or ears detected); "

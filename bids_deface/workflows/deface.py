@@ -5,7 +5,8 @@ from __future__ import annotations
 from nipype.interfaces import utility as niu
 from nipype.pipeline import engine as pe
 
-from bids_deface.features import FEATURES, shipped_weights
+from bids_deface.features import FEATURES
+from bids_deface.features.inference import shipped_network
 from bids_deface.interfaces.sink import DefacedSink
 from bids_deface.interfaces.deface import DetectFeatures, DistortFeatures, LoadImage, ScrubMetadata
 
@@ -53,8 +54,8 @@ def init_deface_wf(*, features=FEATURES, omp_nthreads: int = 1, policy_file: str
 
     load = pe.Node(LoadImage(), name="load", mem_gb=0.5)
     detect = pe.Node(DetectFeatures(omp_nthreads=omp_nthreads), name="detect", n_procs=omp_nthreads, mem_gb=1.5)
-    if shipped_weights().exists():  # else the detector reports the missing weights per image
-        detect.inputs.weights = str(shipped_weights())
+    if shipped_network().exists():  # else the detector reports the missing network per image
+        detect.inputs.weights = str(shipped_network())
     distort = pe.Node(DistortFeatures(features=list(features), **(margins or {})), name="distort", mem_gb=1.0)
     scrub = pe.Node(ScrubMetadata(**({"policy_file": str(policy_file)} if policy_file else {})),
                     name="scrub", mem_gb=0.5)

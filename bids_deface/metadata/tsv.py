@@ -167,12 +167,19 @@ def scrub_table(table, policy: MetadataPolicy | None = None, out: str | Path | N
 def _transform_cells(df, kind, policy, methods: Deidentifier, known_values, by_participant) -> list[str]:
     report = []
     shared = list(known_values.items()) if isinstance(known_values, dict) else [("known", v) for v in known_values]
+    shared_values = [v for _, vs in shared for v in ([vs] if isinstance(vs, str) else vs)]
+    patterns: dict[str, list] = {}  # per participant, compiled once
+
+    def known_for(participant: str):
+        if participant not in patterns:
+            patterns[participant] = known_patterns({"known": shared_values + list(by_participant.get(participant, []))})
+        return patterns[participant]
+
     for column in list(df.columns):
         rule = policy.column_rule(column, kind)
         if rule is None or rule.action not in ("scan", "value"):
             continue
-        changed = False
-        cells = []
+        changed, cells = False, []
         for index, value in df[column].items():
             participant = _label(df.at[index, "participant_id"], "sub") if "participant_id" in df.columns else ""
             subject = methods.for_subject(participant)
@@ -183,10 +190,8 @@ def _transform_cells(df, kind, policy, methods: Deidentifier, known_values, by_p
                 new = subject.apply(value, rule.method, None, where=column)
                 new = "n/a" if new is None else new
             else:
-                known = {"known": [v for _, vs in shared for v in ([vs] if isinstance(vs, str) else vs)]
-                         + list(by_participant.get(participant, []))}
                 new, _ = clean_text(str(value), method=rule.method, deidentifier=subject, where=column,
-                                    patterns=known_patterns(known))
+                                    patterns=known_for(participant))
             changed |= new != value
             cells.append(new)
         df[column] = cells

@@ -160,7 +160,7 @@ def _planted_sidecar():
         "ImageComments": "Alice W. follow-up", "StudyDescription": "Fairview Clinic brain study",
         "InstitutionName": "Fairview Clinic",
         # keys no removal list names: they must go too
-        "ScanNotes": "Quillfeather asked for a break", "Technologist": "Brannigan",
+        "ScanNotes": "Quillfeather asked for a break", "Technologist": "Brannigan", "Weatherby_notes": "ok",
         "Contact": {"Person": "Ophelia Marchbanks", "Phone": "+44 20 7946 0958"},
         # BIDS keys whose free text carries the subject's name, a date and a phone number
         "SeriesDescription": "t1_mprage_Weatherby", "ProtocolName": "t1_mprage 2019-03-14",

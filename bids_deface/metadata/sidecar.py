@@ -64,8 +64,11 @@ class _Scrubber:
         if isinstance(value, list):
             return [self.scanned(v, method, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)]
         if isinstance(value, dict):
-            return {self.text(str(k), method, f"{path}.<key>"): self.scanned(v, method, f"{path}.{k}", depth + 1)
-                    for k, v in value.items()}
+            out = {}
+            for k, v in value.items():
+                key = self.text(str(k), method, f"{path}.<key>")
+                out[key] = self.scanned(v, method, f"{path}.{key}", depth + 1)
+            return out
         return value
 
     def whole(self, value, method: str, path: str, depth: int):
@@ -169,7 +172,15 @@ def scrub_sidecar(metadata: dict, policy: MetadataPolicy | None = None, *, known
             known.setdefault(category, []).extend([values] if isinstance(values, str) else values)
     else:
         known.setdefault("known", []).extend(str(v) for v in known_values)
-    scrubber = _Scrubber(policy, known_patterns(known), deidentifier or Deidentifier(), reference, table)
+    patterns = known_patterns(known)
+    scrubber = _Scrubber(policy, patterns, deidentifier or Deidentifier(), reference, table)
     if not isinstance(metadata, dict):
         raise TypeError(f"a sidecar must be a JSON object, got {type(metadata).__name__}")
-    return scrubber.object(metadata, "", 0), scrubber.report
+    scrubbed = scrubber.object(metadata, "", 0)
+    # a key name can itself carry a name or a number: the report masks what it finds there
+    return scrubbed, [safe_name(line, patterns) for line in scrubber.report]
+
+
+def safe_name(name: str, patterns=()) -> str:
+    """A key or column name fit for a report: identifying content in it masked."""
+    return clean_text(name, method="mask", patterns=patterns)[0]

@@ -14,6 +14,7 @@ import pandas as pd
 from bids_deface.metadata.methods import Deidentifier
 from bids_deface.metadata.phi import clean_text, known_patterns
 from bids_deface.metadata.policy import ACQ_TIME_MODES, MetadataPolicy, load_metadata_policy
+from bids_deface.metadata.sidecar import safe_name
 
 AGE_CAP = 89  # HIPAA Safe Harbor: ages over 89 are aggregated
 AGE_CAPPED = "89+"
@@ -161,7 +162,7 @@ def scrub_table(table, policy: MetadataPolicy | None = None, out: str | Path | N
     report += _transform_cells(df, kind, policy, deidentifier or Deidentifier(), known_values, known_by_participant or {})
     if out is not None:
         df.to_csv(out, sep="\t", index=False, na_rep="n/a", lineterminator="\n")
-    return df, report
+    return df, [safe_name(line) for line in report]
 
 
 def _transform_cells(df, kind, policy, methods: Deidentifier, known_values, by_participant) -> list[str]:

@@ -28,7 +28,8 @@ from scipy import ndimage as ndi
 
 from bids_deface.distort import distortion_mask
 from bids_deface.features import EXPECTED_COMPONENTS, LABELS
-from bids_deface.features.detect import detect_features, load_model, predict_grid
+from bids_deface.features.detect import detect_features
+from bids_deface.features.inference import load_network
 from bids_deface.features.preprocess import grid_affine, head_box, normalise, sample_to_grid
 from tools.heads import fetch_head
 from .augment import coarse_labels
@@ -71,9 +72,13 @@ def network_dice(img: nib.Nifti1Image, truth: np.ndarray, weights: str | None) -
     """Dice of the network's own 64³ argmax (placed as detect_features places it) per feature."""
     data = np.asanyarray(img.dataobj, dtype=np.float32)
     net_affine = grid_affine(*head_box(data, img.affine))
-    probs = predict_grid(load_model(weights)[0], normalise(sample_to_grid(data, img.affine, net_affine)))
+    probs = load_network(weights).predict(normalise(sample_to_grid(data, img.affine, net_affine)))
     grid_truth = coarse_labels(truth, img.affine, net_affine, np.eye(4))
-    return dict(zip(LABELS, dice_per_class(probs.argmax(0), grid_truth)))
+    pred = probs.argmax(0)
+    dice = dice_per_class(pred, grid_truth)
+    # a feature absent from both (cut away) is not scored, as in score()
+    return {n: float("nan") if not ((pred == v).any() or (grid_truth == v).any()) else d
+            for (n, v), d in zip(LABELS.items(), dice)}
 
 
 def auricle_coverage(img: nib.Nifti1Image, detected: np.ndarray, truth: np.ndarray) -> float:

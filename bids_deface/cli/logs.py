@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import sys
 from pathlib import Path
 
 LOGGER = logging.getLogger("bids_deface")
+# lines said before the log file exists (validation, selection) go into it when it opens
+_EARLY = logging.handlers.MemoryHandler(capacity=10_000, flushLevel=logging.CRITICAL + 1)
 
 
 class _OneLine(logging.Formatter):
@@ -23,6 +26,8 @@ def setup_console_logging(verbose: int) -> None:
         handler.setFormatter(_OneLine())
         handler._bids_deface_console = True
         LOGGER.addHandler(handler)
+    if _EARLY not in LOGGER.handlers:
+        LOGGER.addHandler(_EARLY)
 
 
 def add_file_logging(path: Path) -> None:
@@ -32,4 +37,9 @@ def add_file_logging(path: Path) -> None:
         handler.close()
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.setLevel(logging.INFO)
+    if _EARLY in LOGGER.handlers:  # the lines said so far, then stop buffering
+        _EARLY.setTarget(handler)
+        _EARLY.flush()
+        LOGGER.removeHandler(_EARLY)
     LOGGER.addHandler(handler)

@@ -24,7 +24,8 @@ from bids_deface.dataset.rawcopy import copy_raw_dataset
 from bids_deface.dataset.select import (FACE_SUFFIXES, SelectionError, load_bids_filters, load_layout,
                                         select_face_images)
 from bids_deface.dataset.validate import validate_dataset
-from bids_deface.interfaces.steps import read_step_log
+from bids_deface.cli.progress import RunProgress, verdict_of
+from bids_deface.interfaces.steps import RecordedStep, read_step_log
 from bids_deface.workflows.base import step_log_path
 
 
@@ -50,14 +51,15 @@ def run(opts, argv: list[str]) -> int:
         (output_dir / record_path(image)).unlink(missing_ok=True)
     step_dir = work_dir / "steps"
     shutil.rmtree(step_dir, ignore_errors=True)
-    _run_workflow(opts, images, work_dir, step_dir, omp)
+    announced = _run_workflow(opts, images, work_dir, step_dir, omp)
     failures = {}
     for image in images:
         status, reason = image_outcome(read_step_log(step_log_path(step_dir, image)), image.relpath)
         if status == "defaced":
             continue
         failures[image.relpath] = reason
-        LOGGER.error("%s", reason)
+        if image.relpath not in announced:
+            LOGGER.error("%s", reason)
         _write_json(output_dir / record_path(image), image_record(
             source_relpath=image.relpath, status=status, error=reason))
         if opts.output_layout == "raw":  # a sidecar without its image is not a valid raw dataset
@@ -159,12 +161,7 @@ def _margins(opts) -> dict:
 def image_outcome(steps: list[dict], relpath: str) -> tuple[str, str]:
     """(verdict, reason) of one image from its step log: "defaced" when its last step wrote it,
     else "refused" or "failed" with the first step's reason."""
-    for entry in steps:
-        if entry["status"] != "ok":
-            return entry["status"], entry["reason"]
-    if steps and steps[-1]["step"] == "write":
-        return "defaced", ""
-    return "failed", f"{relpath}: not defaced (the run stopped before its last step)"
+    return verdict_of(steps) or ("failed", f"{relpath}: not defaced (the run stopped before its last step)")
 
 
 def execution_plugin(opts, n_images: int) -> tuple[str, dict]:
@@ -182,8 +179,9 @@ def execution_plugin(opts, n_images: int) -> tuple[str, dict]:
     return opts.plugin, plugin_args
 
 
-def _run_workflow(opts, images, work_dir: Path, step_dir: Path, omp: int) -> None:
-    """Build and run the workflow; every step records its outcome under ``step_dir``."""
+def _run_workflow(opts, images, work_dir: Path, step_dir: Path, omp: int) -> set[str]:
+    """Build and run the workflow, showing its progress; every step records its outcome under
+    ``step_dir``. Returns the images whose verdict was already reported."""
     os.environ.setdefault("NIPYPE_NO_ET", "1")  # no version check over the network
     if not os.environ.get("LOGNAME"):  # nipype's SLURM plugin needs it
         os.environ["LOGNAME"] = _user()
@@ -217,10 +215,14 @@ def _run_workflow(opts, images, work_dir: Path, step_dir: Path, omp: int) -> Non
     wf.base_dir = str(work_dir)
     wf.config["execution"].update(execution)
     plugin, plugin_args = execution_plugin(opts, len(images))
-    try:
-        wf.run(plugin=plugin, plugin_args=plugin_args)
-    except RuntimeError:
-        pass  # failed steps recorded their outcome in the step logs
+    steps = sum(isinstance(node.interface, RecordedStep) for node in wf._get_all_nodes()) // max(1, len(images))
+    logs = {image.relpath: step_log_path(step_dir, image) for image in images}
+    with RunProgress(logs, steps) as progress:
+        try:
+            wf.run(plugin=plugin, plugin_args=plugin_args)
+        except RuntimeError:
+            pass  # failed steps recorded their outcome in the step logs
+    return progress.announced()
 
 
 def _write_json(path: Path, data: dict) -> None:

@@ -87,6 +87,8 @@ def load_volume(path: str | Path, name: str | None = None) -> tuple[nib.spatiali
     if len(shape) > 3 and int(np.prod(shape[3:])) > 1:
         raise InputImageError(
             f"{name}: {int(np.prod(shape[3:]))} volumes (shape {shape}); only single 3D volumes can be defaced")
+    check_size_claim(img, path, name)
+    check_affine(img, name)
     try:
         stored = stored_data(img)
     except (EOFError, zlib.error, OSError, ValueError) as exc:
@@ -94,10 +96,50 @@ def load_volume(path: str | Path, name: str | None = None) -> tuple[nib.spatiali
     stored = stored.reshape(shape[:3])
     if not np.issubdtype(stored.dtype, np.number) or np.iscomplexobj(stored):
         raise InputImageError(f"{name}: unsupported voxel type {stored.dtype}")
+    if np.issubdtype(stored.dtype, np.floating):
+        bad = int(stored.size - np.count_nonzero(np.isfinite(stored)))
+        if bad:
+            raise InputImageError(f"{name}: {bad} voxel(s) are NaN or infinite; a head image has finite values "
+                                  "(replace them, e.g. by 0, before defacing)")
     if neighbour_correlation(stored) < MIN_NEIGHBOUR_CORRELATION:
         raise InputImageError(f"{name}: no head found: the volume is empty or noise "
                               "(neighbouring voxels are unrelated)")
     return img, stored
+
+
+# deflate cannot shrink data more than ~1032:1; a header claiming more than that is lying
+MAX_DEFLATE_RATIO = 1032
+
+
+def check_size_claim(img, path: Path, name: str) -> None:
+    """Refuse, before reading a voxel, a header whose dimensions × bits per voxel the file cannot hold."""
+    header = img.header
+    voxels = int(np.prod([int(n) for n in img.shape], dtype=object))
+    claimed = voxels * header.get_data_dtype().itemsize + int(header.get("vox_offset", 0) or 0)
+    size = Path(path).stat().st_size
+    gzipped = _is_gzip(path)
+    holds = size * MAX_DEFLATE_RATIO if gzipped else size
+    if claimed > holds:
+        raise InputImageError(
+            f"{name}: the header claims {voxels:,} voxels ({claimed / 1e9:.1f} GB) but the file "
+            f"({size:,} bytes{', compressed' if gzipped else ''}) cannot hold them: truncated or corrupt header")
+
+
+def _is_gzip(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(2) == b"\x1f\x8b"
+
+
+def check_affine(img, name: str) -> None:
+    """Refuse a voxel-to-world matrix that is not finite or maps the volume onto less than 3D."""
+    affine = np.asarray(img.affine, dtype=np.float64)
+    if not np.all(np.isfinite(affine)):
+        raise InputImageError(f"{name}: the header's voxel-to-world matrix holds NaN or infinite values")
+    zooms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
+    # |det| / product of the column lengths: 1 for orthogonal axes, 0 when they are dependent
+    if np.any(zooms == 0) or abs(np.linalg.det(affine[:3, :3])) / float(np.prod(zooms)) < 1e-6:
+        raise InputImageError(f"{name}: the header's voxel-to-world matrix is zero or singular "
+                              "(voxel sizes or orientation missing): the head's position is unknown")
 
 
 # Any anatomical image, however noisy, has neighbouring voxels that go together (real heads

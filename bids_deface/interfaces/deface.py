@@ -138,33 +138,43 @@ class DistortFeatures(RecordedStep):
 class _ScrubInputSpec(StepInputSpec):
     in_file = File(exists=True, mandatory=True, desc="defaced image")
     metadata = traits.Dict(desc="the source's sidecar metadata (after inheritance)")
-    policy_file = traits.Str(desc="user sidecar policy that extends or overrides the shipped one")
+    policy_file = traits.Str(desc="user metadata policy that extends or overrides the shipped one")
+    known_values = traits.Dict(desc="values removed from the same participant elsewhere (category -> values), "
+                                    "searched for in every kept free-text value")
+    reference_time = traits.Str(desc="the participant's earliest acquisition time (ISO): dates move by one offset")
+    hash_key_file = traits.Str(desc="the HMAC key of the 'hash' method (else $BIDS_DEFACE_HASH_KEY)")
 
 
 class _ScrubOutputSpec(TraitedSpec):
     out_file = File(exists=True, desc="image with identifying header fields and extensions removed")
-    metadata = traits.Dict(desc="metadata without identifying keys")
-    removed_keys = traits.List(traits.Str, desc="names of the sidecar keys removed")
+    metadata = traits.Dict(desc="metadata through the allow-list, free text cleaned")
+    removed_keys = traits.List(traits.Str, desc="names of the sidecar keys removed or changed")
     cleared_fields = traits.List(traits.Str, desc="names of the NIfTI header fields cleared")
 
 
 class ScrubMetadata(RecordedStep):
-    """Clear identifying NIfTI header fields and extensions; remove identifying sidecar keys."""
+    """Clear identifying NIfTI header fields and extensions; pass the sidecar metadata through the
+    allow-list (:func:`bids_deface.metadata.scrub_sidecar`), searching its free text for the
+    participant's removed values."""
 
     input_spec = _ScrubInputSpec
     output_spec = _ScrubOutputSpec
     step = "scrub"
 
     def _run_step(self, runtime):
-        from bids_deface.metadata import load_sidecar_policy, scrub_nifti_header, scrub_sidecar
+        from bids_deface.dataset.imagemeta import scrub_image_metadata
+        from bids_deface.metadata import Deidentifier, load_hash_key, load_metadata_policy
 
-        img, cleared = scrub_nifti_header(nib.load(self.inputs.in_file))
+        def given(name):
+            value = getattr(self.inputs, name)
+            return value if isdefined(value) and value else None
+
+        subject = self.inputs.source_name.split("/")[0] if isdefined(self.inputs.source_name) else ""
+        img, metadata, removed, cleared = scrub_image_metadata(
+            nib.load(self.inputs.in_file), given("metadata") or {}, policy=load_metadata_policy(given("policy_file")),
+            known_values=given("known_values"), reference=given("reference_time"),
+            deidentifier=Deidentifier(hash_key=load_hash_key(given("hash_key_file"))).for_subject(subject))
         out = Path(runtime.cwd, "scrubbed.nii")
         save_exact(img, out)
-        policy = load_sidecar_policy(self.inputs.policy_file if isdefined(self.inputs.policy_file)
-                                     and self.inputs.policy_file else None)
-        metadata, removed = scrub_sidecar(dict(self.inputs.metadata) if isdefined(self.inputs.metadata) else {},
-                                          policy)
-        self._results.update(out_file=str(out), metadata=metadata,
-                             removed_keys=sorted(removed), cleared_fields=sorted(cleared))
+        self._results.update(out_file=str(out), metadata=metadata, removed_keys=removed, cleared_fields=cleared)
         return runtime

@@ -138,3 +138,21 @@ def test_default_pipeline_output_is_bounded_and_seeded():
     a = pipe(np.random.default_rng(9), *sample)
     b = pipe(np.random.default_rng(9), *sample)
     assert np.array_equal(a[0], b[0]) and np.isfinite(a[0]).all()
+
+
+def test_training_resumes_where_it_stopped_and_matches_an_unbroken_run(tmp_path):
+    """Two epochs in one go, and one epoch then --resume for the second, give the same log."""
+    import json
+
+    from training.train import main
+
+    common = ["--heads", "pydeface_mean", "--steps-per-epoch", "1", "--batch", "1", "--val-samples", "1",
+              "--base", "4", "--max-epochs", "2", "--patience", "5"]
+    main(["--out", str(tmp_path / "a" / "w.pt"), *common])
+    main(["--out", str(tmp_path / "b" / "w.pt"), *common, "--minutes", "0.0001"])  # stops after one epoch
+    main(["--out", str(tmp_path / "b" / "w.pt"), *common, "--resume"])
+    logs = [[json.loads(line) for line in (tmp_path / d / "w.log.jsonl").read_text().splitlines()] for d in "ab"]
+    assert [r["epoch"] for r in logs[1]] == [1, 2]
+    for a, b in zip(*logs):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-5)

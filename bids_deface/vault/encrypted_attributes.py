@@ -15,6 +15,7 @@ offers), content encryption AES-256-CBC, one RecipientInfo per certificate. Pixe
 from __future__ import annotations
 
 import copy
+import warnings
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -33,6 +34,7 @@ from bids_deface.vault.keys import MIN_RSA_BITS
 
 PIXEL_GROUP = 0x7FE0
 ENCRYPTED_ATTRIBUTES = 0x04000500
+MODIFIED_ATTRIBUTES = 0x04000550
 
 
 def modified_attributes(original: Dataset, deidentified: Dataset) -> Dataset:
@@ -91,6 +93,25 @@ def build_encrypted_attributes(original: Dataset, deidentified: Dataset,
     return Sequence([encrypted])
 
 
+def _open(item: Dataset, certificate: x509.Certificate, private_key) -> Dataset | None:
+    """The Modified Attributes item inside one Encrypted Attributes item, or None if it does not
+    open. CMS with AES-CBC carries no integrity check: about one wrong key in 250 decrypts to
+    noise instead of failing, and this strict parse is what rejects it."""
+    try:
+        data = pkcs7.pkcs7_decrypt_der(bytes(item.EncryptedContent), certificate, private_key, [])
+        with warnings.catch_warnings():  # pydicom warns about the noise it is reading
+            warnings.simplefilter("ignore")
+            content = read_dataset(DicomBytesIO(data), is_implicit_VR=False, is_little_endian=True)
+        if list(content.keys()) != [MODIFIED_ATTRIBUTES] or len(content[MODIFIED_ATTRIBUTES].value) != 1:
+            return None
+        modified = content[MODIFIED_ATTRIBUTES].value[0]
+        for _ in modified:  # every value decoded now, so that noise fails here
+            pass
+        return modified
+    except Exception:  # noqa: BLE001 - whatever noise raises, it is not our content
+        return None
+
+
 def recover_original_attributes(ds: Dataset, certificate: x509.Certificate, private_key) -> Dataset:
     """The item of the Modified Attributes Sequence that ``certificate`` and ``private_key`` open.
 
@@ -103,13 +124,7 @@ def recover_original_attributes(ds: Dataset, certificate: x509.Certificate, priv
     for item in items:
         if item.get("EncryptedContentTransferSyntaxUID") != ExplicitVRLittleEndian:
             continue  # the only encoding we write; others are someone else's items
-        try:
-            data = pkcs7.pkcs7_decrypt_der(bytes(item.EncryptedContent), certificate, private_key, [])
-        except (ValueError, TypeError):
-            continue
-        content = read_dataset(DicomBytesIO(data), is_implicit_VR=False, is_little_endian=True)
-        modified = content.get("ModifiedAttributesSequence") or []
-        if len(modified) != 1:
-            raise VaultError("the decrypted content holds no single Modified Attributes Sequence item")
-        return modified[0]
+        modified = _open(item, certificate, private_key)
+        if modified is not None:
+            return modified
     raise VaultError("no item of the Encrypted Attributes Sequence opens with this certificate and key")

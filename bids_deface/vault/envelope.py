@@ -11,7 +11,8 @@ nonce or a wrapped key makes decryption fail. Header fields::
 
     entry          opaque id of the entry (also its file name, without ".bdv")
     tool           "bids-deface <version>" that wrote it
-    output_sha256  hex SHA-256 of the output file it belongs to (null: a file left out of the output)
+    outputs_sha256 hex SHA-256 of the concatenated SHA-256 digests (32 bytes each, in the entry's
+                   order) of the output files the entry belongs to (files left out contribute none)
     nonce          base64 of the 12-byte AES-GCM nonce
     recipients     one object per recipient, each wrapping the same fresh 32-byte content key:
       {"alg": "RSA-OAEP-SHA256", "kid": key id, "key": base64 RSA-OAEP(SHA-256, MGF1-SHA-256) of the key}
@@ -25,6 +26,7 @@ A key id is the hex SHA-256 of the recipient's DER SubjectPublicKeyInfo.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import struct
@@ -100,14 +102,19 @@ def unwrap_key(wrapped: dict, identity: Identity) -> bytes:
     raise VaultError("the private key cannot unwrap the entry's key (wrong key, or a tampered entry)")
 
 
-def seal(payload: bytes, *, entry: str, tool: str, output_sha256: str | None,
+def outputs_digest(output_digests: list[bytes]) -> str:
+    """The header's ``outputs_sha256`` for outputs of these SHA-256 digests."""
+    return hashlib.sha256(b"".join(output_digests)).hexdigest()
+
+
+def seal(payload: bytes, *, entry: str, tool: str, outputs_sha256: str,
          recipients: list[Recipient]) -> bytes:
     """Encrypt ``payload`` under a fresh AES-256 key and nonce, wrapped for every recipient."""
     if not recipients:
         raise VaultError("no vault recipient: give at least one public key")
     content_key = AESGCM.generate_key(bit_length=256)
     nonce = os.urandom(12)
-    header = {"entry": entry, "tool": tool, "output_sha256": output_sha256, "nonce": _b64(nonce),
+    header = {"entry": entry, "tool": tool, "outputs_sha256": outputs_sha256, "nonce": _b64(nonce),
               "recipients": [wrap_key(content_key, r) for r in recipients]}
     text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode("utf-8")
     associated = _PREFIX.pack(MAGIC, VERSION, len(text)) + text

@@ -1,10 +1,11 @@
-"""Writing the vault: one sealed entry per file that was defaced, scrubbed, renamed or left out.
+"""Writing the vault: one sealed entry per file that was defaced, scrubbed, renamed or left out
+(or per group of files that share most of their bytes: the slices of a DICOM series).
 
 A vault is a folder holding ``bids-deface-vault.json`` (format, version, and the key that names
 entries) and one ``<entry id>.bdv`` file per entry. An entry id is an HMAC-SHA-256, under that
-naming key, of the *output* path the entry belongs to (already public: it is in the shared
+naming key, of the *output* paths the entry belongs to (already public: they are in the shared
 dataset), so entry names carry no input name nor original label, and a rerun replaces the
-entry of the same output file instead of adding a second one.
+entry of the same output files instead of adding a second one.
 
 The writer reads public keys only. Many processes may write one vault at the same time (one
 per image); every file is written under a temporary name and renamed into place.
@@ -23,7 +24,7 @@ from pathlib import Path
 from bids_deface.dataset.atomic import write_atomic
 from bids_deface.dataset.provenance import package_version
 from bids_deface.vault import content
-from bids_deface.vault.envelope import seal
+from bids_deface.vault.envelope import outputs_digest, seal
 from bids_deface.vault.errors import VaultError
 from bids_deface.vault.keys import Recipient, load_recipient
 
@@ -89,8 +90,10 @@ def open_or_create_vault(vault_dir: str | Path) -> bytes:
     return read_naming_key(vault)
 
 
-def entry_id(naming_key: bytes, kind: str, name: str) -> str:
-    return hmac.new(naming_key, f"{kind}\0{name}".encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+def entry_id(naming_key: bytes, names: str) -> str:
+    """The opaque id of the entry of these files (output paths, or input path and SHA-256 for a
+    file left out): an HMAC under the vault's naming key, so a rerun replaces its own entry."""
+    return hmac.new(naming_key, names.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
 
 
 def _relative(path: Path, root: Path, what: str) -> str:
@@ -119,36 +122,44 @@ class VaultWriter:
 
     def add(self, original: str | Path, output: str | Path) -> Path:
         """Seal what rebuilds ``original`` from ``output`` (written already); the entry's path."""
-        output_rel = _relative(output, self.output_root, "output")
-        original_rel = _relative(original, self.input_root, "input")
-        try:
-            output_bytes = Path(output).read_bytes()
-        except OSError:
-            raise VaultError(f"vault: cannot read the output file {output_rel}") from None
-        try:
-            original_bytes = Path(original).read_bytes()
-        except OSError:
-            raise VaultError(f"vault: cannot read the input file of {output_rel}") from None
-        meta, sections = content.build(original_bytes, output_bytes)
-        meta.update(original=original_rel, output=output_rel)
-        return self._write(entry_id(self._naming_key, "output", output_rel), meta, sections,
-                           hashlib.sha256(output_bytes).hexdigest())
+        return self.add_group([(original, output)])
 
-    def add_removed(self, original: str | Path) -> Path:
-        """Seal a file left out of the output (an allow-list dropped it) so restore brings it back."""
-        original_rel = _relative(original, self.input_root, "input")
-        try:
-            original_bytes = Path(original).read_bytes()
-        except OSError:
-            raise VaultError("vault: cannot read a file left out of the output") from None
-        meta, sections = content.build_removed(original_bytes)
-        meta.update(original=original_rel, output=None)
-        name = f"{original_rel}\0{meta['sha256']}"
-        return self._write(entry_id(self._naming_key, "removed", name), meta, sections, None)
-
-    def _write(self, entry: str, meta: dict, sections: dict[str, bytes], output_sha256: str | None) -> Path:
-        blob = seal(content.pack(meta, sections), entry=entry, tool=self._tool,
-                    output_sha256=output_sha256, recipients=self.recipients)
+    def add_group(self, pairs) -> Path:
+        """One entry for several ``(original, output)`` pairs that share most of their bytes (the
+        files of a DICOM series): what they share is stored once. ``output`` None: a file left
+        out of the output (an allow-list dropped it), kept whole so restore brings it back."""
+        files, names, digests = [], [], []
+        for original, output in pairs:
+            original_rel = _relative(original, self.input_root, "input")
+            output_rel = None if output is None else _relative(output, self.output_root, "output")
+            shown = output_rel or "a file left out of the output"
+            output_bytes = None if output is None else self._read(output, f"the output file {output_rel}")
+            part = content.diff_file(self._read(original, f"the input file of {shown}"), output_bytes)
+            part.meta.update(original=original_rel, output=output_rel, output_sha256=None)
+            if output_bytes is not None:
+                digest = hashlib.sha256(output_bytes).digest()
+                part.meta["output_sha256"] = digest.hex()
+                digests.append(digest)
+                names.append(f"output\0{output_rel}")
+            else:
+                names.append(f"removed\0{original_rel}\0{part.meta['sha256']}")
+            files.append(part)
+        if not files:
+            raise VaultError("a vault entry needs at least one file")
+        entry = entry_id(self._naming_key, "\n".join(names))
+        blob = seal(content.pack(files), entry=entry, tool=self._tool, outputs_sha256=outputs_digest(digests),
+                    recipients=self.recipients)
         path = self.vault_dir / f"{entry}{ENTRY_SUFFIX}"
         write_atomic(path, lambda tmp: tmp.write_bytes(blob))
         return path
+
+    def add_removed(self, original: str | Path) -> Path:
+        """Seal a file left out of the output so that restore brings it back."""
+        return self.add_group([(original, None)])
+
+    @staticmethod
+    def _read(path: str | Path, what: str) -> bytes:
+        try:
+            return Path(path).read_bytes()
+        except OSError:
+            raise VaultError(f"vault: cannot read {what}") from None

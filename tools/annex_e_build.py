@@ -59,6 +59,9 @@ _CODES = {
     "UK": {"retain_uids": "K"},
     "UX": {"retain_uids": "X"},
     "DI": {"retain_device_identity": "K"},
+    # AE titles of scheduled/performed stations: K in the transcribed edition, C in the 2025
+    # rendering (tools/annex_e_conformance.py); C, the stricter, is used
+    "DC": {"retain_device_identity": "C"},
     "II": {"retain_institution_identity": "K"},
     "PK": {"retain_patient_characteristics": "K"},
     "PC": {"retain_patient_characteristics": "C"},
@@ -331,7 +334,7 @@ FFFAFFFA X
 00400244 X dates
 00404050 X dates
 00400245 X dates
-00400241 X DI
+00400241 X DC
 00404030 X DI
 00400242 X DI
 00404028 X DI
@@ -444,12 +447,12 @@ private X SP
 00400002 X dates
 00404005 X dates
 00400003 X dates
-00400001 X DI
+00400001 X DC
 00404027 X DI
 00400010 X DI
 00404025 X DI
 00321020 X DI
-00321021 X DI
+00321021 X DC
 00080021 X/D dates
 0008103E X CD
 0020000E U UK

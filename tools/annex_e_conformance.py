@@ -11,6 +11,9 @@ Two checks, each a list of disagreements:
 
 * :func:`table_disagreements`: every tag whose Basic Profile action differs between the
   two tables (or that one table lacks);
+* :func:`option_disagreements`: every option cell (Retain Device Identity, Clean
+  Descriptors, ...) that differs; ours come from an older edition's rendering, so where the
+  standard added a K or C cell later, ours applies the (stricter) Basic Profile action;
 * :func:`corpus_disagreements`: for every attribute of every input file of a corpus, what
   our output did to it (removed, emptied, dummy, new UID, kept, cleaned) against what the
   independent table allows for it; attributes neither table lists must be kept by the
@@ -112,6 +115,32 @@ def table_disagreements(ours: dict, theirs: dict[str, str]) -> list[tuple[str, s
         if a != b:
             keyword = ours[tag].keyword if tag in ours else (_keyword(tag) or "")
             out.append((tag, keyword, a, b))
+    return out
+
+
+# idiscore's option rule sets -> the option columns we offer (bids_deface/data/annex_e.tsv;
+# Retain UIDs, Full Dates and Clean Structured Content are not offered)
+OPTION_SETS = {
+    "Retain Device Identity Option": "retain_device_identity",
+    "Retain Institution Identity Option": "retain_institution_identity",
+    "Retain Patient Characteristics Option": "retain_patient_characteristics",
+    "Retain Longitudinal Temporal Information with Modified Dates Option": "retain_long_modified_dates",
+    "Clean Descriptors Option": "clean_descriptors",
+}
+
+
+def option_disagreements(ours: dict, tables: dict[str, dict[str, str]]) -> list[tuple[str, str, str, str, str]]:
+    """``(option, tag, keyword, ours, theirs)`` for every option cell that differs ('' = none:
+    the Basic Profile action applies)."""
+    out = []
+    for name, column in OPTION_SETS.items():
+        theirs = tables.get(name, {})
+        tags = set(theirs) | {t for t, r in ours.items() if r.option(column)}
+        for tag in sorted(tags):
+            a = ours[tag].option(column) if tag in ours else ""
+            b = theirs.get(tag, "")
+            if a != b:
+                out.append((column, tag, ours[tag].keyword if tag in ours else _keyword(tag), a, b))
     return out
 
 
@@ -235,6 +264,12 @@ def main() -> None:
     print("| tag | attribute | ours (2026c) | idiscore (2025) |\n|---|---|---|---|")
     for tag, keyword, a, b in tables:
         print(f"| {tag} | {keyword} | {a} | {b} |")
+    options = option_disagreements(load_table(), idiscore_tables())
+    print(f"\nOption columns: {len(options)} cells differ ('' = no option cell: the Basic Profile "
+          "action applies, so ours is stricter where theirs keeps or cleans)\n")
+    print("| option | tag | attribute | ours | idiscore |\n|---|---|---|---|---|")
+    for column, tag, keyword, a, b in options:
+        print(f"| {column} | {tag} | {keyword} | {a} | {b} |")
     files, found = report_corpus()
     print(f"\nCorpus: {files} files written; disagreements with what the independent table allows\n")
     print("| attribute | independent | ours | files | why |\n|---|---|---|---|---|")

@@ -212,6 +212,8 @@ def _apply(ds: Dataset, t: int, action: str, ctx: _Context, unlisted: bool = Fal
     if action == "X":
         del ds[t]
         return
+    if action == "K" and _vr(ds, t) != "SQ":  # kept as read: no need to decode it
+        return
     elem = ds[t]
     vr = elem.VR
     if vr == "SQ":
@@ -242,6 +244,14 @@ def _apply(ds: Dataset, t: int, action: str, ctx: _Context, unlisted: bool = Fal
         elif vr in TEXT:
             elem.value = None
         # TM under modified dates: times of day are kept, only the day moves
+
+
+def _vr(ds: Dataset, t: int) -> str:
+    raw = ds.get_item(t)
+    if raw is not None and raw.VR:
+        return raw.VR
+    entry = DicomDictionary.get(t)
+    return entry[0] if entry else "UN"
 
 
 def _map_uids(value, keyed: Keyed):

@@ -36,7 +36,7 @@ def check_complete(ds: Dataset, path: Path) -> None:
     """Raise :class:`Corrupt` unless ``ds``, as read from ``path``, is whole."""
     size = Path(path).stat().st_size
     last_end, last_is_raw = 0, False
-    with open(path, "rb") as fh:
+    with _LazyFile(path) as fh:  # opened only for an undefined-length element's delimiter
         for tag, elem in sorted(ds._dict.items()):
             if not isinstance(elem, RawDataElement) or elem.value_tell is None:
                 last_is_raw = False
@@ -59,6 +59,26 @@ def check_complete(ds: Dataset, path: Path) -> None:
     if last_is_raw and 0 < size - last_end < 8:
         raise Corrupt("dataset ends early: the last element header is cut")
     check_pixel_data(ds)
+
+
+class _LazyFile:
+    def __init__(self, path):
+        self.path, self._fh = path, None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self._fh is not None:
+            self._fh.close()
+
+    def seek(self, offset: int):
+        if self._fh is None:
+            self._fh = open(self.path, "rb")
+        self._fh.seek(offset)
+
+    def read(self, n: int) -> bytes:
+        return self._fh.read(n)
 
 
 def _tag_at(fh, offset: int, little: bool) -> int | None:

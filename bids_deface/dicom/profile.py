@@ -109,6 +109,7 @@ def repeating_rule(tag: int) -> Rule | None:
     return None
 
 
+@lru_cache(maxsize=4096)  # called for every attribute of every file: rules and options are frozen
 def resolve(rule: Rule, options: ProfileOptions, keyword: str = "") -> str:
     """The single action for ``rule`` under ``options``.
 

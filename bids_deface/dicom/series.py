@@ -142,13 +142,12 @@ def stack_image(stack: Stack, cache: dict | None = None) -> nib.Nifti1Image:
     MONOCHROME1 is inverted so that bright means signal, as in MONOCHROME2.
     """
     cache = {} if cache is None else cache
-    cols, rows, n = stack.shape
-    first = _pixels(stack.frames[0].ds, cache)
-    same = _same_scaling(stack)
-    data = np.empty((cols, rows, n), dtype=first.dtype if same else np.float32)
-    for k, f in enumerate(stack.frames):
-        plane = _pixels(f.ds, cache)[f.index or 0]
-        data[:, :, k] = plane.T if same else (plane.astype(np.float32) * f.slope + f.intercept).T
+    planes = [_pixels(f.ds, cache)[f.index or 0] for f in stack.frames]
+    if _same_scaling(stack):
+        data = np.stack(planes, axis=-1).transpose(1, 0, 2)  # (rows, cols, k) -> (cols, rows, k)
+    else:
+        data = np.stack([p.astype(np.float32) * f.slope + f.intercept for p, f in zip(planes, stack.frames)],
+                        axis=-1).transpose(1, 0, 2)
     if _monochrome1(stack):
         data = _invert(data, stack.frames[0].ds)
     img = nib.Nifti1Image(data, stack.affine)
@@ -175,29 +174,42 @@ def _invert(data: np.ndarray, ds: Dataset) -> np.ndarray:
 def write_stack(stack: Stack, volume: np.ndarray, cache: dict | None = None) -> set[int]:
     """Write ``volume`` (the shape of ``stack_image(stack)``) back into the frames' pixels.
 
-    Returns the ids of the data sets whose Pixel Data were replaced. Their Pixel Data
-    are stored uncompressed (Explicit VR Little Endian) in the original dtype, Rescale
-    Slope/Intercept and Photometric Interpretation unchanged.
+    Returns the ids of the data sets whose Pixel Data were replaced: those with a frame
+    that changed (the others keep their Pixel Data as read, compressed or not). Replaced
+    Pixel Data are stored uncompressed (Explicit VR Little Endian) in the original dtype,
+    Rescale Slope/Intercept and Photometric Interpretation unchanged.
     """
     cache = {} if cache is None else cache
-    same = _same_scaling(stack)
+    volume = np.asarray(volume)
     if _monochrome1(stack):
-        volume = _invert(np.asarray(volume), stack.frames[0].ds)
+        volume = _invert(volume, stack.frames[0].ds)
+    planes = np.moveaxis(volume, 2, 0).swapaxes(1, 2)  # (slices, rows, columns), a view
+    first = stack.frames[0]
+    if _same_scaling(stack):
+        dtype, (lo, hi) = _pixels(first.ds, cache).dtype, _value_range(first.ds)
+        if planes.dtype != dtype or planes.min() < lo or planes.max() > hi:
+            planes = np.clip(planes, lo, hi).astype(dtype)
+    else:  # back to each slice's own stored values
+        planes = np.stack([_stored(p, f, _pixels(f.ds, cache).dtype) for p, f in zip(planes, stack.frames)])
+    planes = np.ascontiguousarray(planes)
+    original = np.stack([_pixels(f.ds, cache)[f.index or 0] for f in stack.frames])
     touched: dict[int, Dataset] = {}
-    for k, f in enumerate(stack.frames):
+    for k in np.flatnonzero(np.any(planes != original, axis=(1, 2))):
+        f = stack.frames[k]
         pixels = _pixels(f.ds, cache)
         if not pixels.flags.writeable:
             pixels = cache[id(f.ds)] = pixels.copy()
-        plane = np.asarray(volume[:, :, k]).T
-        if not same:
-            plane = np.rint((plane.astype(np.float64) - f.intercept) / f.slope)
-        lo, hi = _value_range(f.ds)
-        pixels[f.index or 0] = np.clip(plane, lo, hi).astype(pixels.dtype)
+        pixels[f.index or 0] = planes[k]
         touched[id(f.ds)] = f.ds
     for key, ds in touched.items():
         arr = cache[key]
         _set_pixels(ds, arr if int(ds.get("NumberOfFrames", 1) or 1) > 1 else arr[0])
     return set(touched)
+
+
+def _stored(plane: np.ndarray, f: Frame, dtype) -> np.ndarray:
+    lo, hi = _value_range(f.ds)
+    return np.clip(np.rint((plane.astype(np.float64) - f.intercept) / f.slope), lo, hi).astype(dtype)
 
 
 def _set_pixels(ds: Dataset, arr: np.ndarray) -> None:

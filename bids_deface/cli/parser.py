@@ -135,7 +135,7 @@ def _vault_options(p: argparse.ArgumentParser) -> None:
                    help="write an encrypted vault entry per defaced, scrubbed or renamed file to DIR, from "
                         "which 'bids-deface restore' rebuilds the originals exactly; DIR must lie outside the "
                         "input and output folders (needs --vault-recipient)")
-    v.add_argument("--vault-recipient", action="append", metavar="PUBLIC_KEY.pem",
+    v.add_argument("--vault-recipient", action="extend", nargs="+", metavar="PUBLIC_KEY.pem",
                    help="a public key (RSA >= 3072 bits or X25519, PEM) or X.509 certificate whose private key "
                         "may open the vault; repeat for several recipients ('bids-deface keygen' writes one)")
 

@@ -375,3 +375,13 @@ def test_processes_writing_one_new_vault_at_once_share_it(keys, tmp_path):
     assert len(set(names)) == 6 and not [p for p in vault.iterdir() if p.name.startswith(".")]
     rows = restore_tree(tmp_path / "out", vault, tmp_path / "restored", _identity(keys, "auditor"))
     assert sorted(r.relpath for r in rows if r.status == "restored") == [f"{i}.txt" for i in range(6)]
+
+
+def test_several_recipients_after_one_flag_or_repeated(run, keys, tmp_path):
+    from bids_deface.cli.parser import parse_args
+
+    owner, auditor = keys / "owner.pub.pem", keys / "auditor.pub.pem"
+    for extra in (["--vault-recipient", owner, auditor], ["--vault-recipient", owner, "--vault-recipient", auditor]):
+        opts = parse_args([str(a) for a in (run["bids"], tmp_path / "out", "participant", "--vault-dir",
+                                              tmp_path / "v", *extra)])
+        assert opts.vault_recipient == [owner, auditor] and opts.vault_dir == tmp_path / "v"

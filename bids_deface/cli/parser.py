@@ -32,6 +32,9 @@ subcommands, with an example each:
                       --plugin-args '{"sbatch_args": "--time=00:30:00 --mem=4G"}'
   group         a summary of every image (TSV and HTML), after the participant level
                   bids-deface /data/bids /data/out group
+  check         privacy preflight of any dataset before sharing: faces, ears, identifying metadata
+                  bids-deface check /data/bids-shareable --report-dir /secure/check-report
+                  bids-deface check /data/bids --report-dir /secure/report --participant-label 01 --nprocs 4
   dicom         de-identify (PS3.15 Annex E) and deface a folder of DICOM files
                   bids-deface dicom /data/dicom-in /data/dicom-out --key-file site.key
   keygen        a key pair for the vault (private key encrypted under a passphrase)
@@ -163,12 +166,19 @@ def _participant(sub) -> None:
                      help="factor on the nose box's half-extent (paper: 2, i.e. doubled on each side)")
     dfc.add_argument("--metadata-policy", type=existing_file, metavar="FILE",
                      help="a metadata policy (JSON) that extends or overrides the shipped one")
+    dfc.add_argument("--hash-key-file", type=existing_file, metavar="FILE", help="secret key (>= 16 bytes) of the "
+                     "policy's 'hash' method and stable 'replace' surrogates (default: $BIDS_DEFACE_HASH_KEY)")
 
     out = p.add_argument_group("outputs")
     out.add_argument("--output-layout", choices=["derivative", "raw"], default="derivative",
                      help="derivative (default): a BIDS derivative dataset with desc-defaced images, "
                           "feature labels and provenance; raw: a complete copy of the input dataset "
                           "with every face-bearing image defaced under its own name, ready to upload")
+    out.add_argument("--relabel-participants", type=existing_file, metavar="KEY_FILE_OR_MAPPING", help="raw layout: "
+                     "rename sub-/ses- labels everywhere (folders, names, TSVs, IntendedFor): a key file (>= 16 bytes) "
+                     "gives keyed pseudonyms, a TSV of 'sub-01<TAB>sub-P001' rows your own")
+    out.add_argument("--relabel-map-file", type=Path, metavar="FILE",
+                     help="write the old-to-new label mapping here (private: outside bids_dir and output_dir)")
 
     _vault_options(p)
     run = p.add_argument_group("execution")
@@ -264,8 +274,32 @@ def _restore(sub) -> None:
     _verbosity(p)
 
 
+def _check(sub) -> None:
+    p = sub.add_parser("check", prog=f"{PROG} check", help="privacy preflight of any dataset (faces, ears, metadata)",
+                       description="Check any BIDS dataset (raw or derivative, defaced by any tool or not) before it is "
+                                   "shared: renders of every image that can show a face (9 yaws x 3 pitches) read by "
+                                   "three face detectors and an ear check; sidecars, tables and text files against the "
+                                   "metadata allow-list and PHI detection; NIfTI headers. One line per flagged file "
+                                   "(check and place, never the value); exit status 0 when nothing was found, 1 if any.")
+    p.add_argument("dataset_dir", type=Path, metavar="DATASET_DIR", help="the dataset to check (never written)")
+    p.add_argument("--report-dir", type=Path, required=True, metavar="DIR", help="where check.tsv, check.json and "
+                   "check.html go (outside DATASET_DIR: the report shows the faces and ears it finds)")
+    p.add_argument("--participant-label", "--participant_label", nargs="+", metavar="LABEL",
+                   help="participants to check (with or without sub-; default: all); top-level files are always checked")
+    p.add_argument("--metadata-policy", type=existing_file, metavar="FILE",
+                   help="the metadata policy (JSON) the data was scrubbed with, if not the shipped one")
+    run = p.add_argument_group("execution")
+    run.add_argument("-w", "--work-dir", type=Path, metavar="DIR", help="private working directory, removed at the "
+                     "end (on a cluster: one every node reaches; default: a new temporary directory)")
+    run.add_argument("--nprocs", "--nthreads", "--n_cpus", type=positive_int, default=cpu_count(), metavar="N",
+                     help="images checked in parallel (default: all available CPUs)")
+    run.add_argument("--plugin", default="MultiProc", help="nipype plugin: MultiProc (default), Linear, SLURM, SGE ...")
+    run.add_argument("--plugin-args", type=plugin_args, default={}, metavar="JSON", help="plugin arguments (JSON)")
+    _verbosity(run)
+
+
 SUBCOMMANDS = {"participant": _participant, "group": _group, "dicom": _dicom, "keygen": _keygen,
-               "restore": _restore}
+               "restore": _restore, "check": _check}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -379,17 +413,15 @@ def check_bids_app_paths(opts: argparse.Namespace) -> None:
                          "the input is never written, choose a folder outside it")
     if output_dir.exists() and not output_dir.is_dir():
         raise UsageError(f"output_dir {opts.output_dir} is a file, not a folder")
-    if getattr(opts, "work_dir", None) is not None:
-        for name, root in (("bids_dir", bids_dir), ("output_dir", output_dir)):
-            if _inside(opts.work_dir, root):
-                raise UsageError(f"work dir {opts.work_dir} is inside {name}: it holds un-defaced images")
-        opts.work_dir = opts.work_dir.absolute()
-    if opts.qc_dir is not None:
-        for name, root in (("bids_dir", bids_dir), ("output_dir", output_dir)):
-            if _inside(opts.qc_dir, root):
-                raise UsageError(f"--qc-dir {opts.qc_dir} is inside {name}: QC figures show the original face, "
-                                 "keep them apart from the data you share")
-        opts.qc_dir = opts.qc_dir.absolute()
+    for option, attribute, why in (("work dir", "work_dir", "it holds un-defaced images"),
+                                   ("--relabel-map-file", "relabel_map_file", "it undoes the relabelling: keep it private"),
+                                   ("--qc-dir", "qc_dir", "QC figures show the original face, keep them apart from the "
+                                                          "data you share")):
+        path = getattr(opts, attribute, None)
+        for name, root in (("bids_dir", bids_dir), ("output_dir", output_dir)) if path is not None else ():
+            if _inside(path, root):
+                raise UsageError(f"{option} {path} is inside {name}: {why}")
+            setattr(opts, attribute, path.absolute())
     opts.bids_dir, opts.output_dir = bids_dir, output_dir
     if hasattr(opts, "features"):
         opts.features = list(dict.fromkeys(opts.features))

@@ -9,7 +9,8 @@ from bids_deface.cli.parser import UsageError, parse_args, usage_line
 
 # subcommand -> module under bids_deface.cli with a ``run(opts) -> int``
 MODULES = {"participant": "participant", "group": "group", "dicom": "dicom", "keygen": "keygen",
-           "restore": "restore"}
+           "restore": "restore",
+           "check": "check"}
 
 
 def main(argv: list[str] | None = None) -> int:

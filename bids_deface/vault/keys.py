@@ -70,11 +70,13 @@ def load_recipient(path: str | Path) -> Recipient:
     """The public key (or certificate) in PEM file ``path``; a private key is refused unread."""
     path = Path(path)
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as fh:
+            data = fh.read(64)
+            if b"PRIVATE KEY" not in data:  # a private key is refused on its first line, never read on
+                data += fh.read()
     except OSError as exc:
         raise VaultError(f"{path}: cannot read the recipient key ({exc.strerror or exc})") from None
     if b"PRIVATE KEY" in data:
-        # The participant level never reads a private key: it is not parsed, only refused.
         raise VaultError(f"{path}: this is a private key; give the recipient's public key (PREFIX.pub.pem) "
                          "or certificate (PREFIX.cert.pem)")
     certificate = None

@@ -24,8 +24,10 @@ from bids_deface.dataset.rawcopy import copy_raw_dataset
 from bids_deface.dataset.select import (FACE_SUFFIXES, SelectionError, load_bids_filters, load_layout,
                                         select_face_images)
 from bids_deface.dataset.validate import validate_dataset
-from bids_deface.cli.progress import RunProgress, verdict_of
-from bids_deface.interfaces.steps import RecordedStep, read_step_log
+from bids_deface.cli.progress import RunProgress
+from bids_deface.defacing.image import image_steps
+from bids_deface.defacing.settings import RunSettings
+from bids_deface.defacing.steps import read_step_log, verdict_of
 from bids_deface.workflows.base import step_log_path
 
 
@@ -208,14 +210,17 @@ def _run_workflow(opts, images, work_dir: Path, step_dir: Path, omp: int) -> set
                                              "utils_level": quiet, "log_to_file": False}})
     nipype_logging.update_logging(nipype_config)
 
-    wf, _ = init_bids_deface_wf(
-        images=images, output_dir=opts.output_dir, step_dir=step_dir, output_layout=opts.output_layout,
-        features=opts.features, seed=opts.seed, omp_nthreads=omp, policy_file=opts.metadata_policy,
-        margins=_margins(opts), qc_dir=opts.qc_dir)
+    settings = RunSettings(
+        output_dir=str(opts.output_dir), output_layout=opts.output_layout, features=tuple(opts.features),
+        margins=_margins(opts), policy_file=str(opts.metadata_policy) if opts.metadata_policy else None,
+        hash_key_file=str(getattr(opts, "hash_key_file", None) or "") or None, qc=opts.qc_dir is not None,
+        allow_partial=bool(getattr(opts, "allow_partial", False)), threads=omp)
+    wf, _ = init_bids_deface_wf(images=images, settings=settings, step_dir=step_dir, seed=opts.seed,
+                                qc_dir=opts.qc_dir)
     wf.base_dir = str(work_dir)
     wf.config["execution"].update(execution)
     plugin, plugin_args = execution_plugin(opts, len(images))
-    steps = sum(isinstance(node.interface, RecordedStep) for node in wf._get_all_nodes()) // max(1, len(images))
+    steps = len(image_steps(settings))
     logs = {image.relpath: step_log_path(step_dir, image) for image in images}
     with RunProgress(logs, steps) as progress:
         try:

@@ -17,20 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bids_deface.cli.logs import LOGGER
-from bids_deface.interfaces.steps import read_step_log
+from bids_deface.defacing.steps import read_step_log, verdict_of
 
 POLL_SECONDS = 0.25
-
-
-def verdict_of(steps: list[dict], last_step: str = "write") -> tuple[str, str] | None:
-    """(verdict, reason) once an image is finished, else None: "defaced" when its last step wrote
-    it, "refused"/"failed" with the reason of the step that stopped it."""
-    for entry in steps:
-        if entry["status"] != "ok":
-            return entry["status"], entry["reason"]
-    if steps and steps[-1]["step"] == last_step:
-        return "defaced", ""
-    return None
 
 
 def verdict_line(relpath: str, verdict: str, reason: str, seconds: float) -> str:

@@ -1,0 +1,131 @@
+"""One image's journey, in memory: load → detect → distort → scrub → (QC → QC gate →) write.
+
+Each step is its own function and records its own outcome in the image's step log
+(:class:`~.steps.StepLog`); a step that refuses raises :class:`~.steps.ImageRefused`, and nothing
+after it runs: in particular nothing is written. The input is read once; nothing intermediate is
+written to disk. The core sees the head in RAS voxel order (a transposed copy in memory, exact:
+:func:`bids_deface.images.reorient_to_ras`), so results do not depend on how a file orders its
+voxels, and the outputs are put back on the input's own grid, dtype and scale factor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+
+from bids_deface.dataset.atomic import write_json_atomic
+from bids_deface.dataset.outputs import write_defaced
+from bids_deface.dataset.provenance import provenance
+from bids_deface.defacing.settings import ImageJob, RunSettings
+from bids_deface.defacing.steps import ImageRefused, StepLog, read_step_log, verdict_of
+from bids_deface.images import load_volume, reorient_to_ras, restore_grid, restore_labels
+
+
+@dataclass
+class Loaded:
+    img: nib.spatialimages.SpatialImage  # as stored
+    ras: nib.spatialimages.SpatialImage  # the same voxels in RAS order (in memory)
+    metadata: dict  # its sidecar metadata after inheritance
+
+
+@dataclass
+class Found:
+    detection: object  # bids_deface.features.detect.FeatureDetection (RAS grid)
+    labels_ras: nib.Nifti1Image  # what to distort, RAS grid
+    labels: nib.Nifti1Image  # the same on the input's grid (written as the dseg)
+
+
+def load(log: StepLog, job: ImageJob) -> Loaded:
+    with log.step("load"):
+        from bids_deface.dataset.sidecars import image_metadata
+
+        # a sidecar that cannot be read fails this image only
+        metadata = job.metadata if job.metadata is not None else image_metadata(Path(job.bids_dir), job.relpath)
+        img, stored = load_volume(job.path, job.relpath)
+        return Loaded(img, reorient_to_ras(img, stored), metadata)
+
+
+def detect(log: StepLog, loaded: Loaded, settings: RunSettings) -> Found:
+    with log.step("detect"):
+        from bids_deface.features.detect import detect_features
+        from bids_deface.features.inference import load_network
+
+        detection = detect_features(loaded.ras, network=load_network(threads=settings.threads))
+        if not any(detection.components.get(f, 0) for f in ("eyes", "nose", "ears")):
+            raise ImageRefused(f"{log.name}: no head with a face found (no eyes, nose or ears detected); "
+                               "is it a head image with the face in the field of view?")
+        return Found(detection, detection.labels, restore_labels(detection.labels, loaded.img))
+
+
+def distort(log: StepLog, job: ImageJob, loaded: Loaded, found: Found, settings: RunSettings):
+    with log.step("distort"):
+        from bids_deface.distort import deface_image
+
+        defaced, counts = deface_image(loaded.ras, found.labels_ras, features=tuple(settings.features),
+                                       seed=job.seed, **settings.margins)
+        return restore_grid(defaced, loaded.img), {k: int(v) for k, v in counts.items()}
+
+
+def scrub(log: StepLog, job: ImageJob, loaded: Loaded, defaced, settings: RunSettings):
+    """(image without identifying header text, scrubbed metadata, removed key names, cleared fields)."""
+    with log.step("scrub"):
+        from bids_deface.dataset.imagemeta import scrub_image_metadata
+        from bids_deface.metadata import Deidentifier, load_hash_key, load_metadata_policy
+
+        subject = job.relpath.split("/")[0]
+        return scrub_image_metadata(
+            defaced, loaded.metadata, policy=load_metadata_policy(settings.policy_file),
+            known_values=job.known_values, reference=job.reference_time,
+            deidentifier=Deidentifier(hash_key=load_hash_key(settings.hash_key_file)).for_subject(subject))
+
+
+def quality_control(log: StepLog, job: ImageJob, loaded: Loaded, defaced, found: Found, counts: dict) -> dict:
+    """Renders, face check and brain check; the QC gate refuses an image on which a face remains."""
+    from bids_deface.qc import qc_failed, run_qc
+
+    with log.step("qc"):
+        result = run_qc(loaded.img, defaced, found.labels, Path(job.qc_figures_dir), job.stem)
+    with log.step("qc-gate"):
+        if job.qc_json:  # the curator's report: names and numbers only
+            write_json_atomic(Path(job.qc_json), {**result, "distorted_voxels": counts,
+                                                  "feature_confidence": found.detection.confidence})
+        if qc_failed(result):
+            raise ImageRefused(f"{log.name}: not written, QC still finds a face: " + "; ".join(result["failures"]))
+    return result
+
+
+def write(log: StepLog, job: ImageJob, settings: RunSettings, scrubbed: tuple, found: Found, counts: dict,
+          qc: dict | None) -> dict:
+    img, metadata, removed, cleared = scrubbed
+    det = found.detection
+    prov = provenance(source_relpath=job.relpath, features=settings.features, seed=job.seed,
+                      model_sha256=det.model_sha256, voxel_counts=counts, confidence=det.confidence,
+                      components=det.components, warnings=det.warnings, removed_keys=removed,
+                      cleared_fields=cleared, qc=qc)
+    with log.step("write"):
+        return write_defaced(settings.output_dir, job.outputs, job.relpath, img, found.labels, metadata, prov)
+
+
+def image_steps(settings: RunSettings) -> tuple[str, ...]:
+    """The names of the steps an image goes through, in order."""
+    return ("load", "detect", "distort", "scrub") + (("qc", "qc-gate") if settings.qc else ()) + ("write",)
+
+
+def deface_one(job: ImageJob, settings: RunSettings) -> tuple[str, str]:
+    """Deface one image end to end; returns its verdict and reason ("defaced", "refused", "failed").
+
+    Never raises for a bad image (its step log says why); interrupts pass through.
+    """
+    log = StepLog(job.step_log, job.relpath)
+    try:
+        loaded = load(log, job)
+        found = detect(log, loaded, settings)
+        defaced, counts = distort(log, job, loaded, found, settings)
+        scrubbed = scrub(log, job, loaded, defaced, settings)
+        qc = quality_control(log, job, loaded, scrubbed[0], found, counts) if settings.qc else None
+        write(log, job, settings, scrubbed, found, counts, qc)
+    except Exception:  # recorded by the step that raised it
+        pass
+    return verdict_of(read_step_log(job.step_log)) or ("failed", f"{job.relpath}: not defaced")

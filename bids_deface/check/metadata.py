@@ -9,6 +9,7 @@ free-text PHI detection of :mod:`bids_deface.metadata`, read-only, reporting nam
   allow-list, unshifted ``acq_time``, ages over 89, identifying text in the columns it scans;
 - a table's sidecar (``participants.json`` …): descriptions of columns outside the allow-list,
   identifying text in the descriptions;
+- a segmentation's lookup table (``*dseg.tsv``): columns BIDS defines for it, names scanned;
 - ``dataset_description.json``: keys that BIDS does not define for it (its authors and
   acknowledgements are meant to name people, so its text is not scanned);
 - README, CHANGES, ``*.txt``, ``*.md`` …: identifying text, by line;
@@ -35,6 +36,8 @@ SHIFTED_BEFORE = 1900  # bids-deface shifts dates to 1800-01-01; no scan is olde
 PROVENANCE_KEYS = ("BidsDeface",)
 DESCRIPTION_KEYS = ("Name", "BIDSVersion", "DatasetType")
 AGE_CAP = 89
+# BIDS's columns of a segmentation lookup table (derivatives, "Common image-derived labels")
+LOOKUP_COLUMNS = ("index", "name", "abbreviation", "color", "mapping")
 
 
 def _strings(value, path: str):
@@ -131,6 +134,19 @@ def check_table(path: str, file: Path, kind: str, policy=None) -> list[Finding]:
     return out
 
 
+def check_lookup(path: str, file: Path) -> list[Finding]:
+    """A segmentation's lookup table: only BIDS's columns; its label names scanned."""
+    import pandas as pd
+
+    df = pd.read_csv(file, sep="\t", dtype=str, keep_default_na=False, na_filter=False)
+    out = [Finding(path, "column", c, "not a lookup-table column") for c in df.columns if c not in LOOKUP_COLUMNS]
+    for i, cell in enumerate(df["name"] if "name" in df.columns else []):
+        categories = sorted({f.category for f in find_phi(cell)})
+        if categories:
+            out.append(Finding(path, "text", f"name line {i + 2}", ", ".join(categories)))
+    return out
+
+
 def _over_cap(value: str) -> bool:
     try:
         return float(value) > AGE_CAP
@@ -158,7 +174,7 @@ def metadata_kind(relpath: str) -> str | None:
             return "table_sidecar"
         return "sidecar" if bids_place else "json"
     if path.suffix == ".tsv":
-        return "table" if table_kind(relpath) else "text"
+        return "table" if table_kind(relpath) else "lookup" if path.name.endswith("dseg.tsv") else "text"
     if is_text_file(relpath):
         return "text"
     return None
@@ -183,6 +199,8 @@ def check_metadata_file(file: Path, relpath: str, policy=None) -> FileResult:
                 result.findings += _text_findings(relpath, "", data, (), skip=("date",))
         elif kind == "table":
             result.findings += check_table(relpath, file, table_kind(relpath), policy)
+        elif kind == "lookup":
+            result.findings += check_lookup(relpath, file)
         else:
             result.findings += check_text(relpath, Path(file).read_text("utf-8", errors="replace"))
     except (SidecarError, OSError, ValueError, UnicodeDecodeError) as exc:

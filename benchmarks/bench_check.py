@@ -1,0 +1,238 @@
+"""``bids-deface check`` on the real heads of DATA.md, before and after defacing by bids-deface and
+by the peers runnable here: how many images each leaves with a detectable face or ears.
+
+    OMP_NUM_THREADS=1 nice -n 15 .venv/bin/python benchmarks/bench_check.py [--heads …] [--jobs 2]
+
+Inputs: every head of ``tools.heads.HEADS`` (no reserved head), as shipped and augmented
+(:func:`augment`: turned 12° yaw, -15° pitch, 8° roll in world space, the lowest 20 mm of the field
+of view cut, gamma 0.7, a ±25% bias field and Rician noise; seeded). Each input is checked
+(:func:`bids_deface.check.image.check_image`, the unit of work of ``bids-deface check``) as it is and
+after defacing by:
+
+- ``bids-deface``: the shipped detector's labels and the distortions (``features.detect`` +
+  ``distort.deface_image``, what the participant level writes);
+- ``quickshear``: quickshear 1.2.0 with a deepbet 1.0.2 brain mask (both from PyPI, installed with
+  ``pip --target`` into the cache on first use: deepbet ships a top-level ``data/`` folder that
+  would clash in the project's environment);
+- ``pydeface``: pydeface 2.1.0's template and face mask, the template registered to the image
+  by bids-deface's affine Mattes-MI registration, the mask carried over (1 keeps, 0 removes);
+- controls (as-shipped inputs only): ``wedge`` (``tools.check_controls.wedge_deface``, the face
+  cut, ears left: must be flagged for ears) and ``no-ears`` (``remove_ears``: the auricles cut away,
+  face left: the ear check must pass it).
+
+Prints one line per image and a table per defacer; results are kept in
+``~/.cache/bids-deface/bench_check/results.jsonl`` (a rerun skips what is there; ``--fresh`` starts
+over). Time: CPU seconds of one check of a ~1 mm head (``time.process_time`` in its process), and
+the wall time per head with ``--jobs`` processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from tools.heads import HEADS, _extract, cache_dir, fetch_head
+
+PEERS = ("deepbet==1.0.2", "quickshear==1.2.0", "connected-components-3d==4.1.1", "fill_voids==2.1.2",
+         "fastremap==1.21.0")
+DEFACERS = ("none", "bids-deface", "quickshear", "pydeface")
+CONTROLS = ("wedge", "no-ears")
+
+
+def work() -> Path:
+    path = cache_dir() / "bench_check"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def peer_site() -> Path:
+    site = cache_dir() / "peers" / "deepbet-1.0.2"
+    if not (site / "quickshear.py").is_file():
+        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), *PEERS],
+                       check=True)
+    return site
+
+
+def augment(img: nib.Nifti1Image, seed: int = 0) -> nib.Nifti1Image:
+    """Turned in world space, the bottom of the field of view cut, another contrast, noise."""
+    rng = np.random.default_rng(seed)
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    if data.ndim == 4:
+        data = data[..., 0]
+    axis = int(np.argmax(np.abs(img.affine[2, :3])))  # the voxel axis closest to superior
+    cut = int(round(20.0 / abs(img.affine[2, axis])))
+    keep = [slice(None)] * 3
+    keep[axis] = slice(cut, None) if img.affine[2, axis] > 0 else slice(0, data.shape[axis] - cut)
+    offset = np.eye(4)
+    offset[axis, 3] = cut if img.affine[2, axis] > 0 else 0
+    data, affine = data[tuple(keep)], img.affine @ offset
+    lo, hi = np.percentile(data, [1, 99.5])
+    x = np.clip((data - lo) / (hi - lo), 0, 1) ** 0.7
+    bias = np.linspace(0.75, 1.25, data.shape[0], dtype=np.float32)[:, None, None]
+    noise = 0.02
+    x = np.sqrt((x * bias + rng.normal(0, noise, x.shape)) ** 2 + rng.normal(0, noise, x.shape) ** 2)
+    centre = affine @ np.r_[(np.array(data.shape) - 1) / 2, 1]
+    turn = np.eye(4)
+    turn[:3, :3] = _rotation(12.0, -15.0, 8.0)
+    move = np.eye(4)
+    move[:3, 3] = centre[:3]
+    return nib.Nifti1Image((x * 1000).astype(np.float32), move @ turn @ np.linalg.inv(move) @ affine)
+
+
+def _rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
+    y, p, r = np.deg2rad([yaw, pitch, roll])
+    rz = np.array([[np.cos(y), -np.sin(y), 0], [np.sin(y), np.cos(y), 0], [0, 0, 1]])
+    rx = np.array([[1, 0, 0], [0, np.cos(p), -np.sin(p)], [0, np.sin(p), np.cos(p)]])
+    ry = np.array([[np.cos(r), 0, np.sin(r)], [0, 1, 0], [-np.sin(r), 0, np.cos(r)]])
+    return rz @ rx @ ry
+
+
+def deface_bids_deface(img):
+    from bids_deface.distort import deface_image
+    from bids_deface.features.detect import detect_features
+
+    return deface_image(img, detect_features(img).labels)[0]
+
+
+def deface_quickshear(path: Path, out: Path) -> None:
+    code = ("import sys, nibabel as nib; from deepbet.bet import BrainExtraction; from quickshear import quickshear;"
+            "img = nib.load(sys.argv[1]); _, mask, _ = BrainExtraction(no_gpu=True).run(img);"
+            "nib.save(quickshear(img, mask), sys.argv[2])")
+    env = dict(os.environ, PYTHONPATH=str(peer_site()))
+    subprocess.run([sys.executable, "-W", "ignore", "-c", code, str(path), str(out)], check=True, env=env,
+                   capture_output=True)
+
+
+def deface_pydeface(img):
+    from bids_deface.features.registration import register_template, sample_moved
+
+    tpl = nib.load(fetch_head("pydeface_mean"))
+    mask = nib.load(_extract("pydeface", "2.1.0", "pydeface/data/facemask.nii.gz", False))
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    matrix, _ = register_template(data, img.affine, np.asarray(tpl.dataobj, np.float32), tpl.affine)
+    keep = sample_moved(np.asarray(mask.dataobj, np.float32), mask.affine, matrix, data.shape, img.affine,
+                        order=0, cval=1.0)
+    return nib.Nifti1Image(data * (keep > 0.5), img.affine)
+
+
+def prepare(head: str, version: str, defacer: str) -> Path:
+    """The input image for one row of the table (cached)."""
+    from tools.check_controls import remove_ears, wedge_deface
+
+    out = work() / f"{head}_{version}_{defacer}.nii.gz"
+    if out.is_file():
+        return out
+    src = work() / f"{head}_{version}_none.nii.gz"
+    if not src.is_file():
+        img = nib.load(fetch_head(head))
+        img = augment(img) if version == "augmented" else nib.Nifti1Image(
+            np.asarray(img.dataobj, np.float32).reshape(img.shape[:3]), img.affine)
+        nib.save(img, src)
+    if defacer == "none":
+        return src
+    img = nib.load(src)
+    if defacer == "quickshear":
+        deface_quickshear(src, out)
+        return out
+    made = {"bids-deface": deface_bids_deface, "pydeface": deface_pydeface,
+            "wedge": wedge_deface, "no-ears": remove_ears}[defacer](img)
+    nib.save(nib.Nifti1Image(np.asarray(made.dataobj, np.float32), img.affine), out)
+    return out
+
+
+def run_one(job: tuple[str, str, str]) -> dict:
+    try:
+        return _run_one(job)
+    except Exception as exc:  # a peer that fails on an image is a row of its own, not the end of the run
+        head, version, defacer = job
+        return {"head": head, "version": version, "defacer": defacer, "checks": ["error"], "error": repr(exc)[:200],
+                "face_views": [], "ear_areas": {}, "zoom_mm": 0.0, "cpu_s": 0.0, "wall_s": 0.0, "prepare_s": 0.0}
+
+
+def _run_one(job: tuple[str, str, str]) -> dict:
+    from bids_deface.check.image import check_image
+
+    head, version, defacer = job
+    t = time.perf_counter()
+    path = prepare(head, version, defacer)
+    prep = time.perf_counter() - t
+    relpath = f"sub-{head.replace('_', '')}/anat/sub-{head.replace('_', '')}_T1w.nii.gz"
+    c0, w0 = time.process_time(), time.perf_counter()
+    result = check_image(path, relpath)
+    checks = sorted({f.check for f in result.findings})
+    return {"head": head, "version": version, "defacer": defacer, "checks": checks,
+            "face_views": sorted(f.where for f in result.findings if f.check == "face"),
+            "ear_areas": result.facts.get("ear_areas_mm2", {}),
+            "zoom_mm": float(min(nib.load(path).header.get_zooms()[:3])),
+            "cpu_s": round(time.process_time() - c0, 2), "wall_s": round(time.perf_counter() - w0, 2),
+            "prepare_s": round(prep, 1)}
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| images | defaced by | face detected | ears detected | face or ears | passed |", "|---|---|---|---|---|---|"]
+    for version in ("as shipped", "augmented"):
+        for defacer in DEFACERS + CONTROLS:
+            sel = [r for r in rows if r["defacer"] == defacer and (r["version"] == "orig") == (version == "as shipped")]
+            if not sel:
+                continue
+            n = len(sel)
+            face = sum("face" in r["checks"] for r in sel)
+            ears = sum("ears" in r["checks"] for r in sel)
+            either = sum(bool({"face", "ears"} & set(r["checks"])) for r in sel)
+            lines.append(f"| {version} | {defacer} | {face}/{n} | {ears}/{n} | {either}/{n} | {n - either}/{n} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--heads", nargs="*", default=list(HEADS))
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--fresh", action="store_true")
+    args = ap.parse_args(argv)
+    log = work() / "results.jsonl"
+    if args.fresh:
+        log.unlink(missing_ok=True)
+    done = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
+    seen = {(r["head"], r["version"], r["defacer"]) for r in done}
+    jobs = [(h, v, d) for h in args.heads for v in ("orig", "augmented")
+            for d in DEFACERS + (CONTROLS if v == "orig" else ()) if (h, v, d) not in seen]
+    peer_site()
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(args.jobs) as pool, open(log, "a") as out:
+        for row in pool.map(run_one, jobs):
+            out.write(json.dumps(row) + "\n")
+            out.flush()
+            done.append(row)
+            print(f"{row['head']:16s} {row['version']:9s} {row['defacer']:11s} {','.join(row['checks']) or 'passed':24s}"
+                  f" check {row['cpu_s']:5.1f} s CPU, {row['wall_s']:5.1f} s wall", flush=True)
+    wall = time.perf_counter() - t0
+    rows = [r for r in done if r["head"] in args.heads]
+    print()
+    print(table(rows))
+    fine = [r for r in rows if r["zoom_mm"] <= 1.05]
+    if fine:
+        print(f"\ncheck of a ~1 mm head: median {statistics.median(r['cpu_s'] for r in fine):.1f} s CPU "
+              f"(n={len(fine)}), i.e. {statistics.median(r['cpu_s'] for r in fine) / 2:.1f} s per head on 2 cores "
+              f"with 2 images in parallel; median wall {statistics.median(r['wall_s'] for r in fine):.1f} s "
+              f"with {args.jobs} jobs on this (shared) machine")
+    if jobs:
+        print(f"this run: {len(jobs)} images prepared and checked in {wall:.0f} s")
+    missed = [f"{r['head']}/{r['version']}" for r in rows if r["defacer"] == "none" and not r["checks"]]
+    ours = [f"{r['head']}/{r['version']}: {','.join(r['checks'])}" for r in rows if r["defacer"] == "bids-deface" and r["checks"]]
+    print(f"originals not flagged: {missed or 'none'}")
+    print(f"bids-deface outputs flagged (findings): {ours or 'none'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

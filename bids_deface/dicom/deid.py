@@ -142,9 +142,10 @@ def _clean_file_meta(ds: Dataset) -> None:
     ts = meta.get("TransferSyntaxUID")
     mismatch = ts is not None and implicit is not None and (implicit, little) != (
         ts.is_implicit_VR, ts.is_little_endian)
-    if mismatch or any(e.VR is None for e in ds._dict.values()):
+    unknown_vr = ts is not None and not ts.is_implicit_VR and any(e.VR is None for e in ds._dict.values())
+    if mismatch or unknown_vr:
         # Encoded unlike its transfer syntax says: decode every element so each has
-        # its VR and is written in the declared encoding.
+        # its VR and is written in the declared encoding (implicit VR written as read).
         for _ in ds.iterall():
             pass
     meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID

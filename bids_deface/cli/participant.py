@@ -214,7 +214,9 @@ def _run_workflow(opts, images, work_dir: Path, step_dir: Path, omp: int) -> set
         output_dir=str(opts.output_dir), output_layout=opts.output_layout, features=tuple(opts.features),
         margins=_margins(opts), policy_file=str(opts.metadata_policy) if opts.metadata_policy else None,
         hash_key_file=str(getattr(opts, "hash_key_file", None) or "") or None, qc=opts.qc_dir is not None,
-        allow_partial=bool(getattr(opts, "allow_partial", False)), threads=omp)
+        allow_partial=bool(getattr(opts, "allow_partial", False)), threads=omp,
+        vault_dir=str(opts.vault_dir) if getattr(opts, "vault_dir", None) else None,
+        vault_recipients=tuple(str(r) for r in (getattr(opts, "vault_recipient", None) or ())))
     wf, _ = init_bids_deface_wf(images=images, settings=settings, step_dir=step_dir, seed=opts.seed,
                                 qc_dir=opts.qc_dir)
     wf.base_dir = str(work_dir)

@@ -105,7 +105,29 @@ def write(log: StepLog, job: ImageJob, settings: RunSettings, scrubbed: tuple, f
                       components=det.components, warnings=det.warnings, removed_keys=removed,
                       cleared_fields=cleared, qc=qc)
     with log.step("write"):
-        return write_defaced(settings.output_dir, job.outputs, job.relpath, img, found.labels, metadata, prov)
+        record = write_defaced(settings.output_dir, job.outputs, job.relpath, img, found.labels, metadata, prov)
+        if settings.vault_dir:
+            seal_in_vault(job, settings, record["Outputs"])
+        return record
+
+
+def seal_in_vault(job: ImageJob, settings: RunSettings, written: dict) -> None:
+    """Vault entries that rebuild the input image and its own sidecar from what was written; if one
+    cannot be sealed the outputs go too (they could not be reversed as promised)."""
+    from bids_deface.vault.writer import VaultWriter
+
+    root = Path(settings.output_dir)
+    try:
+        writer = VaultWriter(settings.vault_dir, settings.vault_recipients, input_root=job.bids_dir, output_root=root)
+        writer.add(job.path, root / written["image"])
+        own_sidecar = Path(job.path).with_name(job.stem + ".json")
+        if written.get("sidecar") and own_sidecar.is_file():
+            writer.add(own_sidecar, root / written["sidecar"])
+    except BaseException:
+        for rel in written.values():
+            (root / rel).unlink(missing_ok=True)
+        (root / job.outputs["record"]).unlink(missing_ok=True)
+        raise
 
 
 def image_steps(settings: RunSettings) -> tuple[str, ...]:

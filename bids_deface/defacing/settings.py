@@ -21,13 +21,16 @@ class RunSettings:
     qc: bool = False  # renders, face check, brain check, and the QC gate
     allow_partial: bool = False  # deface with what was found when a feature cannot be shown gone
     threads: int = 1  # for the detector network
+    vault_dir: str | None = None  # encrypted entries of what was removed (bids_deface.vault)
+    vault_recipients: tuple[str, ...] = ()  # public keys (PEM) of those who may restore
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "features": list(self.features)}
+        return {**asdict(self), "features": list(self.features), "vault_recipients": list(self.vault_recipients)}
 
     @classmethod
     def from_dict(cls, data: dict) -> "RunSettings":
-        return cls(**{**data, "features": tuple(data.get("features", FEATURES))})
+        return cls(**{**data, "features": tuple(data.get("features", FEATURES)),
+                      "vault_recipients": tuple(data.get("vault_recipients", ()))})
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ PACKAGE = REPO / "bids_deface"
 MAX_MODULE_LINES = 400
 MAX_FUNCTION_LINES = 60
 # packages below the workflows: pure Python on arrays and images, testable without nipype
-CORE = ("features", "distort.py", "images.py", "metadata", "vault", "dicom", "qc", "dataset")
+CORE = ("features", "distort.py", "images.py", "metadata", "vault", "dicom", "qc", "dataset", "defacing", "check")
 # import name -> distribution name, where they differ
 DISTRIBUTIONS = {"bids": "pybids", "cv2": "opencv-python", "PIL": "pillow", "yaml": "pyyaml", "dlib": "dlib-bin",
                  "sklearn": "scikit-learn", "Crypto": "pycryptodome", "jinja2": "Jinja2", "dateutil": "python-dateutil",

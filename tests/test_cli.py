@@ -101,7 +101,7 @@ def test_workflow_names_the_detector_network_without_importing_torch():
     import subprocess
     import sys
 
-    code = ("import sys; import bids_deface.workflows.deface; from bids_deface.features.inference import shipped_network; "
+    code = ("import sys; import bids_deface.workflows.base; from bids_deface.features.inference import shipped_network; "
             "print(shipped_network()); print('torch' in sys.modules)")
     lines = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     from bids_deface.features.inference import load_network

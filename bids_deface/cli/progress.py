@@ -1,7 +1,7 @@
 """Progress a curator can follow, read from the images' step logs while the workflow runs.
 
 Every step of every image appends its outcome to that image's step log
-(:mod:`bids_deface.interfaces.steps`), wherever it runs (this process, a MultiProc worker, a SLURM
+(:mod:`bids_deface.defacing.steps`), wherever it runs (this process, a MultiProc worker, a SLURM
 node): a thread here reads those logs a few times a second. On a terminal, a tqdm bar shows the
 steps done, the images finished and the step running; elsewhere (and always in the log file) one
 plain line per finished image says its verdict and time. The same lines reach the terminal and the

@@ -1,1 +1,1 @@
-"""nipype workflows: one per image (``deface.init_deface_wf``), all images (``base.init_bids_deface_wf``)."""
+"""nipype workflows: all images of a dataset (``base.init_bids_deface_wf``), one node per image."""

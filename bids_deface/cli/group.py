@@ -5,7 +5,8 @@ from __future__ import annotations
 from bids_deface.cli.logs import LOGGER
 from bids_deface.cli.parser import UsageError
 from bids_deface.dataset.atomic import write_text_atomic
-from bids_deface.dataset.select import SelectionError, load_bids_filters, load_layout, select_face_images
+from bids_deface.dataset.select import (SelectionError, list_face_images, load_bids_filters, load_layout,
+                                        select_face_images, selection_datatypes)
 from bids_deface.reports.group import (SUMMARY_HTML, SUMMARY_TSV, read_records, summary_html, summary_rows,
                                        summary_tsv, write_qc_reports)
 
@@ -18,10 +19,7 @@ def run(opts, argv=None) -> int:
                          "run the participant level first")
     images = None
     try:
-        layout = load_layout(opts.bids_dir)
-        images = select_face_images(layout, participant_label=opts.participant_label,
-                                    session_label=opts.session_label, suffixes=opts.suffix,
-                                    bids_filters=load_bids_filters(opts.bids_filter_file))
+        images = _input_images(opts)
     except SelectionError as exc:
         LOGGER.warning("input dataset not listed (%s): summarising the records only", exc)
     rows = summary_rows(read_records(output_dir), images)
@@ -35,3 +33,16 @@ def run(opts, argv=None) -> int:
     LOGGER.info("%d image(s) summarised (%d failed or not processed): %s, %s", len(rows), failed,
                 output_dir / SUMMARY_TSV, output_dir / SUMMARY_HTML)
     return 0
+
+
+def _input_images(opts) -> list:
+    """The images the participant level was to deface: listed from the anat folders, or, with a
+    BIDS filter file, from a pybids index of the selection (no sidecars: the summary needs none)."""
+    if opts.bids_filter_file is None:
+        return list_face_images(opts.bids_dir, participant_label=opts.participant_label,
+                                session_label=opts.session_label, suffixes=opts.suffix)
+    filters = load_bids_filters(opts.bids_filter_file)
+    layout = load_layout(opts.bids_dir, participant_label=opts.participant_label, datatypes=selection_datatypes(filters),
+                         index_metadata=False, database_dir=getattr(opts, "bids_database_dir", None))
+    return select_face_images(layout, participant_label=opts.participant_label, session_label=opts.session_label,
+                              suffixes=opts.suffix, bids_filters=filters, metadata=False)

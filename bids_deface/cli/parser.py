@@ -125,6 +125,9 @@ def _selection(p: argparse.ArgumentParser) -> None:
                           'null: entity absent, "*": entity present')
     sel.add_argument("--skip-bids-validation", action="store_true",
                      help="do not validate the input with bids-validator-deno")
+    sel.add_argument("--bids-database-dir", type=Path, metavar="DIR",
+                     help="keep the pybids index of the selected participants in DIR and reuse it while "
+                          "their files are unchanged (as fMRIPrep); private: it holds the input's metadata")
     sel.add_argument("--qc-dir", type=Path, metavar="DIR",
                      help="participant: run quality control (3D renders before/after, face detectors, "
                           "brain-voxel check) and write its figures and reports to DIR; group: write the "
@@ -153,6 +156,10 @@ def _participant(sub) -> None:
                                    "with a 3D U-Net and distort only those; remove identifying metadata.")
     _bids_app_positionals(p)
     _selection(p)
+    p.add_argument_group("validation").add_argument(
+        "--validation-cache", type=Path, metavar="DIR",
+        help="where validation results are kept, keyed by the files they cover, so that unchanged files "
+             "are validated once (default: ~/.cache/bids-deface/validation, or $BIDS_DEFACE_CACHE/validation)")
     dfc = p.add_argument_group("defacing")
     dfc.add_argument("--features", nargs="+", choices=FEATURES, default=list(FEATURES),
                      help="facial features to distort (default: eyes nose ears)")
@@ -415,6 +422,10 @@ def check_bids_app_paths(opts: argparse.Namespace) -> None:
         raise UsageError(f"output_dir {opts.output_dir} is a file, not a folder")
     for option, attribute, why in (("work dir", "work_dir", "it holds un-defaced images"),
                                    ("--relabel-map-file", "relabel_map_file", "it undoes the relabelling: keep it private"),
+                                   ("--bids-database-dir", "bids_database_dir", "it holds the input's metadata, "
+                                                                                "un-cleaned: keep it private"),
+                                   ("--validation-cache", "validation_cache", "it names the input's files: keep it "
+                                                                              "apart from the data you share"),
                                    ("--qc-dir", "qc_dir", "QC figures show the original face, keep them apart from the "
                                                           "data you share")):
         path = getattr(opts, attribute, None)

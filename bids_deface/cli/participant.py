@@ -22,8 +22,7 @@ from bids_deface.dataset.naming import raw_paths, record_path, strip_prefix
 from bids_deface.dataset.provenance import image_record, package_version
 from bids_deface.dataset.rawcopy import copy_raw_dataset
 from bids_deface.dataset.select import (FACE_SUFFIXES, SelectionError, load_bids_filters, load_layout,
-                                        select_face_images)
-from bids_deface.dataset.validate import validate_dataset
+                                        select_face_images, selected_participants, selection_datatypes)
 from bids_deface.cli.progress import RunProgress
 from bids_deface.defacing.image import image_steps
 from bids_deface.defacing.settings import RunSettings
@@ -88,21 +87,31 @@ def run(opts, argv: list[str]) -> int:
 
 
 def _select_images(opts) -> list:
-    """The face-bearing images to deface, after validating the input dataset."""
-    if not opts.skip_bids_validation:
-        errors = validate_dataset(opts.bids_dir)
-        if errors:
-            for line in errors[:20]:
-                LOGGER.error("invalid input dataset: %s", line)
-            raise UsageError(f"{opts.bids_dir} is not a valid BIDS dataset ({len(errors)} errors above); "
-                             "fix it, or run with --skip-bids-validation")
+    """The face-bearing images to deface: what the run reads is validated (once: the result is
+    cached) and indexed (the selected participants' folders only)."""
+    from bids_deface.dataset.validate import ValidatorFailure
+    from bids_deface.dataset.validation_cache import default_cache_dir
+    from bids_deface.dataset.validation_report import InvalidDataset, check_input
+
     try:
-        layout = load_layout(opts.bids_dir)
+        participants = selected_participants(opts.bids_dir, opts.participant_label)
+        if not opts.skip_bids_validation:
+            cache = getattr(opts, "validation_cache", None) or default_cache_dir()
+            # relabelled outputs must not name the input's participants: the report stays private
+            private = getattr(opts, "relabel_participants", None)
+            check_input(opts.bids_dir, participants, cache_dir=cache, output_dir=opts.output_dir,
+                        report_dir=cache / "reports" if private else opts.output_dir / "logs")
+        filters = load_bids_filters(opts.bids_filter_file)
+        # sidecars are read per image (dataset/sidecars.py): a bad one fails its image, not the run
+        layout = load_layout(opts.bids_dir, participant_label=participants, datatypes=selection_datatypes(filters),
+                             database_dir=getattr(opts, "bids_database_dir", None), index_metadata=False)
         images = select_face_images(
             layout, participant_label=opts.participant_label, session_label=opts.session_label,
-            suffixes=opts.suffix, bids_filters=load_bids_filters(opts.bids_filter_file))
+            suffixes=opts.suffix, bids_filters=filters, metadata=False)
     except SelectionError as exc:
         raise UsageError(str(exc)) from None
+    except (InvalidDataset, ValidatorFailure) as exc:
+        raise UsageError(f"{exc}; fix it, or run with --skip-bids-validation") from None
     if not images:
         raise UsageError(f"no face-bearing images selected in {opts.bids_dir} "
                          f"(suffixes: {', '.join(opts.suffix or FACE_SUFFIXES)})")

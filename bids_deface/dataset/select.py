@@ -7,9 +7,8 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from bids_deface.dataset.filelist import participant_labels
 from bids_deface.dataset.naming import NIFTI_EXTENSIONS, strip_extension, strip_prefix
-
-from pathlib import Path, PurePosixPath
 
 # Every anatomical suffix of the BIDS schema (1.11) whose images can show a face: the
 # non-parametric and parametric anatomical images, multi-echo/flip/inversion/MT series.
@@ -58,13 +57,56 @@ class FaceImage:
 
 
 
-def load_layout(bids_dir: Path):
-    """A pybids layout of ``bids_dir`` (no validation here: bids-validator-deno does that)."""
-    from bids import BIDSLayout
+def load_layout(bids_dir: Path, *, participant_label=None, datatypes=None, index_metadata: bool = True,
+                database_dir: Path | None = None):
+    """A pybids layout of ``bids_dir`` (no validation here: bids-validator-deno does that).
 
+    With ``participant_label``, only those participants' folders are indexed (an unknown label
+    raises :class:`SelectionError` naming it); with ``datatypes``, only those datatype folders
+    (:func:`selection_datatypes`); ``database_dir`` keeps the index for later runs
+    (:mod:`bids_deface.dataset.index`).
+    """
+    from bids_deface.dataset.index import open_layout
+
+    participants = selected_participants(bids_dir, participant_label)
+    return open_layout(bids_dir, participants=participants, datatypes=datatypes,
+                       index_metadata=index_metadata, database_dir=database_dir)
+
+
+def selected_participants(bids_dir: Path, participant_label=None) -> list[str] | None:
+    """The selected participants' labels (None: all), checked against the dataset's folders."""
     if not (bids_dir / "dataset_description.json").is_file():
         raise SelectionError(f"{bids_dir}: not a BIDS dataset (no dataset_description.json)")
-    return BIDSLayout(str(bids_dir), validate=False)
+    if not participant_label:
+        return None
+    participants = sorted({strip_prefix(label, "sub") for label in participant_label})
+    check_participants([strip_prefix(label, "sub") for label in participant_label], participant_labels(bids_dir))
+    return participants
+
+
+def check_participants(wanted: list[str], known) -> None:
+    """Raise :class:`SelectionError` naming the labels of ``wanted`` that are not in ``known``."""
+    known = sorted(set(known))
+    missing = [label for label in wanted if label not in set(known)]
+    if missing:
+        shown = ", ".join(known) if len(known) <= 12 else \
+            ", ".join(known[:5]) + f", …, {known[-1]}: {len(known)} participants"
+        raise SelectionError("participant label(s) not found in the dataset: " + ", ".join(missing)
+                             + f" (it has: {shown or 'none'})")
+
+
+def selection_datatypes(bids_filters: dict | None) -> list[str] | None:
+    """The datatype folders a selection reads: ``anat``, and those a BIDS filter file asks for
+    (None, i.e. all, when a filter asks for any datatype or for none)."""
+    wanted = {"anat"}
+    for flt in (bids_filters or {}).values():
+        if "datatype" not in flt:
+            continue
+        values = flt["datatype"] if isinstance(flt["datatype"], list) else [flt["datatype"]]
+        if not all(isinstance(v, str) for v in values):
+            return None
+        wanted |= set(values)
+    return sorted(wanted)
 
 
 def load_bids_filters(path: Path | None) -> dict[str, dict]:
@@ -97,8 +139,19 @@ def load_bids_filters(path: Path | None) -> dict[str, dict]:
     return {key.lower(): {k: convert(v) for k, v in flt.items()} for key, flt in filters.items()}
 
 
+def _queries(base: dict, suffixes: list[str], bids_filters: dict) -> list[dict]:
+    """pybids queries for the suffixes: one for all those without a filter (each query costs
+    tens of milliseconds, whatever it finds), one for each suffix with its filter."""
+    plain = [s for s in suffixes if s.lower() not in bids_filters]
+    queries = [{**base, "suffix": plain, "datatype": "anat"}] if plain else []
+    for suffix in suffixes:
+        if suffix.lower() in bids_filters:
+            queries.append({"datatype": "anat", **base, "suffix": suffix, **bids_filters[suffix.lower()]})
+    return queries
+
+
 def select_face_images(layout, *, participant_label=None, session_label=None, suffixes=None,
-                       bids_filters=None) -> list[FaceImage]:
+                       bids_filters=None, metadata: bool = True) -> list[FaceImage]:
     """The face-bearing images to deface, sorted by path.
 
     Parameters
@@ -109,6 +162,7 @@ def select_face_images(layout, *, participant_label=None, session_label=None, su
     suffixes : image suffixes to consider (default :data:`FACE_SUFFIXES`).
     bids_filters : output of :func:`load_bids_filters`; a filter keyed by a suffix (any case)
         adds entity constraints for that suffix; other keys are ignored with a warning.
+    metadata : read each image's sidecar metadata (the group level needs none).
     """
     canonical = {s.lower(): s for s in FACE_SUFFIXES}  # --suffix t1w means T1w
     suffixes = [canonical.get(s.lower(), s) for s in (suffixes or FACE_SUFFIXES)]
@@ -116,12 +170,7 @@ def select_face_images(layout, *, participant_label=None, session_label=None, su
     base: dict = {"extension": list(NIFTI_EXTENSIONS)}
     if participant_label:
         wanted = [strip_prefix(label, "sub") for label in participant_label]
-        known = set(layout.get_subjects())
-        missing = [label for label in wanted if label not in known]
-        if missing:
-            raise SelectionError(
-                "participant label(s) not found in the dataset: " + ", ".join(missing)
-                + f" (it has: {', '.join(sorted(known)) or 'none'})")
+        check_participants(wanted, layout.get_subjects())
         base["subject"] = wanted
     if session_label:
         wanted = [strip_prefix(label, "ses") for label in session_label]
@@ -136,13 +185,51 @@ def select_face_images(layout, *, participant_label=None, session_label=None, su
             "BIDS filter file: ignoring %s (not among the selected suffixes)", ", ".join(unknown))
 
     images: dict[str, FaceImage] = {}
-    for suffix in suffixes:
-        query = {**base, "suffix": suffix, **bids_filters.get(suffix.lower(), {})}
-        query.setdefault("datatype", "anat")
+    for query in _queries(base, suffixes, bids_filters):
         for bf in layout.get(return_type="object", **query):
             relpath = PurePosixPath(Path(bf.path).relative_to(layout.root)).as_posix()
             entities = {k: v for k, v in bf.get_entities().items() if k != "extension"}
-            images[relpath] = FaceImage(Path(bf.path), relpath, entities, bf.get_metadata() or {})
+            images[relpath] = FaceImage(Path(bf.path), relpath, entities,
+                                        (bf.get_metadata() or {}) if metadata else {})
     return [images[key] for key in sorted(images)]
 
 
+
+
+def list_face_images(bids_dir: Path, *, participant_label=None, session_label=None, suffixes=None) -> list[FaceImage]:
+    """The images :func:`select_face_images` selects without a BIDS filter file, found by listing
+    the ``anat`` folders instead of indexing the dataset (the group level of thousands of
+    participants lists them in a second; entities: subject, session, suffix, datatype only)."""
+    participants = selected_participants(bids_dir, participant_label) or participant_labels(bids_dir)
+    sessions = {strip_prefix(label, "ses") for label in session_label} if session_label else None
+    canonical = {s.lower(): s for s in FACE_SUFFIXES}
+    wanted = {canonical.get(s.lower(), s) for s in (suffixes or FACE_SUFFIXES)}
+    images = []
+    for label in participants:
+        folders = [(None, bids_dir / f"sub-{label}" / "anat")]
+        folders += [(ses.name[4:], ses / "anat") for ses in sorted((bids_dir / f"sub-{label}").glob("ses-*"))]
+        for session, folder in folders:
+            if (sessions is not None and session not in sessions) or not folder.is_dir():
+                continue
+            for path in sorted(folder.iterdir()):
+                entities = _anat_entities(path.name, label, session)
+                if entities and entities["suffix"] in wanted:
+                    relpath = path.relative_to(bids_dir).as_posix()
+                    images.append(FaceImage(path, relpath, entities))
+    return images
+
+
+def _anat_entities(name: str, subject: str, session: str | None) -> dict | None:
+    from bids_deface.dataset.naming import parse_name
+
+    if name.startswith(".") or not name.endswith(NIFTI_EXTENSIONS):
+        return None
+    try:
+        pairs, suffix, _ = parse_name(name)
+    except ValueError:
+        return None
+    found = dict(pairs)
+    if found.get("sub") != subject or found.get("ses") != session:
+        return None
+    entities = {"subject": subject, "suffix": suffix, "datatype": "anat"}
+    return entities if session is None else {**entities, "session": session}

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 
+from pydicom.dataelem import DataElement
 from pydicom.datadict import DicomDictionary
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
@@ -213,7 +214,8 @@ def _apply(ds: Dataset, t: int, action: str, ctx: _Context, unlisted: bool = Fal
     if action == "X":
         del ds[t]
         return
-    if action == "K" and _vr(ds, t) != "SQ":  # kept as read: no need to decode it
+    raw_vr = _vr(ds, t)
+    if raw_vr != "SQ" and _replace_undecoded(ds, t, action, raw_vr):
         return
     elem = ds[t]
     vr = elem.VR
@@ -245,6 +247,17 @@ def _apply(ds: Dataset, t: int, action: str, ctx: _Context, unlisted: bool = Fal
         elif vr in TEXT:
             elem.value = None
         # TM under modified dates: times of day are kept, only the day moves
+
+
+def _replace_undecoded(ds: Dataset, t: int, action: str, vr: str) -> bool:
+    """Apply K, Z and D (a non-UID) without decoding the old value; False when it is needed."""
+    if action == "K":
+        return True
+    if " or " in vr or vr == "UI" or action not in ("Z", "D", "U*"):
+        return False
+    value = DUMMY.get(vr) if action == "D" else None
+    ds[t] = DataElement(t, vr, value)
+    return True
 
 
 def _vr(ds: Dataset, t: int) -> str:

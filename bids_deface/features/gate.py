@@ -182,7 +182,7 @@ def decide(detection, localisation: Localisation, img: nib.spatialimages.Spatial
     disagree = []
     for f in FEATURES:
         for p in parts[f]:
-            if p.agreement_mm is not None and p.agreement_mm > TOLERANCE_MM[f]:
+            if p.agreement_mm is not None and p.agreement_mm > TOLERANCE_MM[f] and f in features:
                 p.source = "disagrees"
                 disagree.append(p)
             elif p.agreement_mm is not None:

@@ -243,8 +243,9 @@ def register_downsampled(image2: np.ndarray, affine2: np.ndarray, template: np.n
 
 
 def sample_moved(data: np.ndarray, data_affine: np.ndarray, to_world: np.ndarray, shape, affine: np.ndarray,
-                 order: int = 0, cval: float = 0.0) -> np.ndarray:
-    """``data`` (on ``data_affine``, moved by ``to_world``) sampled on the grid ``shape``/``affine``."""
+                 order: int = 0, cval: float = 0.0, mode: str = "constant") -> np.ndarray:
+    """``data`` (on ``data_affine``, moved by ``to_world``) sampled on the grid ``shape``/``affine``;
+    beyond ``data``'s grid: ``cval`` (mode "constant") or the nearest edge value ("nearest")."""
     vox2vox = np.linalg.inv(data_affine) @ np.linalg.inv(to_world) @ affine
     return ndi.affine_transform(np.asarray(data, np.float32), vox2vox[:3, :3], vox2vox[:3, 3],
-                                output_shape=tuple(int(s) for s in shape), order=order, mode="constant", cval=cval)
+                                output_shape=tuple(int(s) for s in shape), order=order, mode=mode, cval=cval)

@@ -62,7 +62,8 @@ class Template:
     brain_affine: np.ndarray
     labels: np.ndarray  # uint8, 2 mm: 0 background, 1 eyes, 2 nose, 3 ears
     labels_affine: np.ndarray
-    brain_distance: np.ndarray  # signed distance (mm) to the brain mask's edge, negative inside; 2 mm
+    brain_distance: np.ndarray  # signed distance (mm) to the brain mask's edge, negative inside; 2 mm,
+    brain_distance_affine: np.ndarray  # on the mask's grid run on by BRAIN_BOX_MM on each side
 
 
 def _templateflow_get(**query) -> Path:
@@ -101,13 +102,18 @@ def load_template(contrast: str = "T1w") -> Template:
     head, brain, labels = (nib.load(p) for p in (head_path, brain_path, feature_labels_file()))
     mask = np.asarray(brain.dataobj) > 0
     spacing = np.sqrt((brain.affine[:3, :3] ** 2).sum(0))
-    # signed distance to the mask's edge (half a voxel beyond the outermost voxel centres), mm
+    # signed distance to the mask's edge (half a voxel beyond the outermost voxel centres), mm,
+    # on a grid run on by BRAIN_BOX_MM: a dilation may reach beyond the template's field of view
+    pad = int(np.ceil(BRAIN_BOX_MM / spacing.min())) + 1
+    padded = np.pad(mask, pad)
     half = spacing.min() / 2
-    distance = np.where(mask, half - ndi.distance_transform_edt(mask, sampling=spacing),
-                        ndi.distance_transform_edt(~mask, sampling=spacing) - half)
+    distance = np.where(padded, half - ndi.distance_transform_edt(padded, sampling=spacing),
+                        ndi.distance_transform_edt(~padded, sampling=spacing) - half)
+    padded_affine = brain.affine.copy()
+    padded_affine[:3, 3] -= brain.affine[:3, :3] @ np.full(3, pad)
     return Template(f"{TEMPLATE} {contrast}", np.asarray(head.dataobj, np.float32), head.affine, mask,
                     brain.affine, np.asarray(labels.dataobj, np.uint8), labels.affine,
-                    distance.astype(np.float32))
+                    distance.astype(np.float32), padded_affine)
 
 
 # --- quality of a registration --------------------------------------------------------------
@@ -177,7 +183,8 @@ class Region:
     side: str  # "right", "left" (world RAS: x < 0 is right) or "" for the nose
     voxels: np.ndarray  # (n, 3) indices of the part on the template's label grid
     centroid_mm: np.ndarray  # world (image) RAS, the whole part
-    visible_centroid_mm: np.ndarray | None  # the part inside the field of view (None: none of it)
+    visible_centroid_mm: np.ndarray | None  # the part inside the field of view, on head tissue
+    # (None: none of it; where no visible voxel is near tissue, the visible part's centroid)
     visible_fraction: float  # of the part's voxels, inside the image's field of view
     tissue_fraction: float  # of the visible voxels, head tissue in the image
     cut_fraction: float  # of the voxels outside: head tissue where they leave the field of view
@@ -277,10 +284,12 @@ def _region(feature: str, side: str, idx: np.ndarray, to_image: np.ndarray, shap
     tvox = (world - affine2[:3, 3]) @ np.linalg.inv(affine2[:3, :3]).T
     near = tuple(np.clip(np.rint(tvox).astype(int), 0, np.array(near_tissue(0.0).shape) - 1).T)
     n_in, n_out = int(inside.sum()), int((~inside).sum())
-    visible = float(near_tissue(TISSUE_NEAR_MM)[near][inside].mean()) if n_in else 0.0
+    on_tissue = near_tissue(TISSUE_NEAR_MM)[near] & inside
+    seen = on_tissue if on_tissue.any() else inside
     cut = float(near_tissue(CUT_NEAR_MM)[near][~inside].mean()) if n_out else 0.0
     return Region(feature, side, idx, world.mean(0) if len(world) else np.full(3, np.nan),
-                  world[inside].mean(0) if n_in else None, n_in / max(len(idx), 1), visible, cut)
+                  world[seen].mean(0) if n_in else None, n_in / max(len(idx), 1),
+                  on_tissue.sum() / n_in if n_in else 0.0, cut)
 
 
 def _carry(values: np.ndarray, values_affine: np.ndarray, to_image: np.ndarray, shape, affine: np.ndarray,
@@ -301,7 +310,7 @@ def _carry(values: np.ndarray, values_affine: np.ndarray, to_image: np.ndarray, 
     box_affine = affine.copy()
     box_affine[:3, 3] = affine[:3, :3] @ start + affine[:3, 3]
     samples = sample_moved(values, values_affine, to_image, stop - start, box_affine, order=order,
-                           cval=float(values.max()) if order else 0.0)
+                           mode="nearest" if order else "constant")  # a distance field runs on
     return tuple(slice(a, b) for a, b in zip(start, stop)), samples
 
 
@@ -341,7 +350,7 @@ def localise(img: nib.spatialimages.SpatialImage, contrast: str | None = "T1w") 
     near_tissue = lru_cache(maxsize=None)(lambda mm: _tissue_nearby(tissue2, affine2, mm) if mm else tissue2)
     regions = [_region(f, s, idx, m @ tpl.labels_affine, img.shape, img.affine, near_tissue, affine2)
                for f, s, idx in _parts(tpl)]
-    box, distance = _carry(tpl.brain_distance, tpl.brain_affine, m, img.shape, img.affine, 1,
+    box, distance = _carry(tpl.brain_distance, tpl.brain_distance_affine, m, img.shape, img.affine, 1,
                            where=tpl.brain_distance <= BRAIN_BOX_MM)
     brain = np.zeros(img.shape, bool)
     brain[box] = distance <= 0

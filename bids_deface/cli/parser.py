@@ -20,6 +20,7 @@ from bids_deface.features import FEATURES
 
 PROG = "bids-deface"
 BIDS_APP_LEVELS = ("participant", "group")
+QC_CHECKS = ("face", "ears")  # bids_deface.qc.CHECKS (not imported here: the parser stays light)
 
 EXAMPLES = """\
 subcommands, with an example each:
@@ -163,6 +164,11 @@ def _participant(sub) -> None:
     dfc = p.add_argument_group("defacing")
     dfc.add_argument("--features", nargs="+", choices=FEATURES, default=list(FEATURES),
                      help="facial features to distort (default: eyes nose ears)")
+    dfc.add_argument("--allow-partial", action="store_true",
+                     help="deface an image even when a selected feature is missing, doubled or implausible, "
+                          "distorting what was found (recorded in the provenance sidecar); by default such an "
+                          "image fails. Refused images (not a head, wrong orientation header, detector and "
+                          "template disagreeing) fail either way")
     dfc.add_argument("--seed", type=int, default=0,
                      help="seed of the ear noise; the same seed gives the same output (default 0)")
     dfc.add_argument("--eye-margin-mm", type=float, dest="eye_box_margin_mm", metavar="MM",
@@ -175,6 +181,11 @@ def _participant(sub) -> None:
                      help="a metadata policy (JSON) that extends or overrides the shipped one")
     dfc.add_argument("--hash-key-file", type=existing_file, metavar="FILE", help="secret key (>= 16 bytes) of the "
                      "policy's 'hash' method and stable 'replace' surrogates (default: $BIDS_DEFACE_HASH_KEY)")
+    p.add_argument_group("quality control (with --qc-dir)").add_argument(
+        "--qc-override", nargs="+", choices=QC_CHECKS, metavar="CHECK",
+        help="write images on which QC still finds a face (face) or an ear (ears) after defacing, instead of "
+             "refusing them; the override is recorded in each image's sidecar and record. Look at the QC "
+             "report before you share such an image")
 
     out = p.add_argument_group("outputs")
     out.add_argument("--output-layout", choices=["derivative", "raw"], default="derivative",
@@ -355,6 +366,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         check_bids_app_paths(opts)
     if opts.command in ("participant", "dicom"):
         check_vault_options(opts)
+    if getattr(opts, "qc_override", None) and opts.qc_dir is None:
+        raise UsageError("--qc-override needs --qc-dir (it releases what quality control finds)")
     if opts.command == "restore":
         check_restore_paths(opts)
     return opts

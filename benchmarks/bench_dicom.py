@@ -33,6 +33,7 @@ from bids_deface.dicom.deid import deidentify
 from bids_deface.dicom.pipeline import RunOptions, read_dicom, run
 from bids_deface.dicom.profile import ProfileOptions
 from bids_deface.dicom.uids import Keyed
+from bids_deface.dicom.writing import write_dicom
 
 KEY = "benchmark-key-0001"
 
@@ -47,7 +48,7 @@ def ours(path: Path, keyed: Keyed) -> bytes:
     ds = read_dicom(path)
     deidentify(ds, keyed, ProfileOptions())
     buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
+    write_dicom(ds, buf)
     return buf.getvalue()
 
 

@@ -27,6 +27,7 @@ from bids_deface.dicom.integrity import Corrupt, check_complete
 from bids_deface.dicom.profile import ProfileOptions
 from bids_deface.dicom.series import MIN_SLICES, NotAVolume, is_head_series
 from bids_deface.dicom.uids import Keyed
+from bids_deface.dicom.writing import write_dicom
 
 DICOMDIR_CLASS = "1.2.840.10008.1.3.10"  # Media Storage Directory Storage
 LOG_NAME = "bids_deface_dicom_log.tsv"
@@ -162,27 +163,13 @@ def _deidentify_and_write(ds, target: Path, keyed: Keyed, opts: RunOptions, row:
     try:
         counts = deidentify(ds, keyed, opts.profile, pixels_defaced=defaced)
         target.parent.mkdir(parents=True, exist_ok=True)
-        _save(ds, target)
+        write_dicom(ds, target)
         row.status, row.actions = "written", _actions(counts)
     except KeyError as exc:  # pseudonym missing from the mapping file
         row.status, row.message, row.output = "failed", str(exc).strip("'\""), ""
     except Exception as exc:  # noqa: BLE001
         row.status, row.message, row.output = "failed", f"could not de-identify ({type(exc).__name__})", ""
         target.unlink(missing_ok=True)
-
-
-def _save(ds: pydicom.Dataset, target: Path) -> None:
-    """Write ``ds`` in its file meta's transfer syntax (a big-endian input re-encoded if need be)."""
-    ts = ds.file_meta.TransferSyntaxUID
-    little = getattr(ds, "original_encoding", (None, None))[1]
-    if little is None or little == ts.is_little_endian:
-        ds.save_as(target, enforce_file_format=True)
-        return
-    for _ in ds.iterall():  # every element decoded, so each is written in the new byte order
-        pass
-    # force_encoding excludes enforce_file_format; deidentify() set the preamble and file meta
-    pydicom.dcmwrite(target, ds, implicit_vr=ts.is_implicit_VR, little_endian=ts.is_little_endian,
-                     force_encoding=True)
 
 
 def _fail(rows, indices, message: str) -> None:

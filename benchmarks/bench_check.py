@@ -204,8 +204,9 @@ def main(argv=None) -> int:
         log.unlink(missing_ok=True)
     done = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
     seen = {(r["head"], r["version"], r["defacer"]) for r in done}
-    jobs = [(h, v, d) for h in args.heads for v in ("orig", "augmented")
-            for d in DEFACERS + (CONTROLS if v == "orig" else ()) if (h, v, d) not in seen]
+    # as-shipped heads first, every defacer over every head, then the augmented ones
+    jobs = [(h, v, d) for v in ("orig", "augmented") for d in DEFACERS + (CONTROLS if v == "orig" else ())
+            for h in args.heads if (h, v, d) not in seen]
     peer_site()
     t0 = time.perf_counter()
     with ProcessPoolExecutor(args.jobs) as pool, open(log, "a") as out:

@@ -17,6 +17,7 @@ import nibabel as nib
 import pytest
 
 from conftest import CLI, ImageSpec, build_dataset, decompressed, head_image, snapshot
+from test_slurm import _completed_jobs, slurm_cluster  # noqa: F401 (a fixture)
 from tools.check_controls import wedge_deface
 
 PLANTED_NAME = "Wilhelmina Oosterhuis-Brandt"
@@ -157,3 +158,19 @@ def test_boutiques_descriptor_describes_the_check():
     flags = {i["command-line-flag"] for i in json.loads(descriptor.read_text())["inputs"] if "command-line-flag" in i}
     check = build_parser()._subparsers._group_actions[0].choices["check"]
     assert flags <= {s for a in check._actions for s in a.option_strings}
+
+
+def test_check_under_slurm_finds_what_it_finds_locally(flagged_dataset, flagged_run, tmp_path, slurm_cluster):
+    """--plugin SLURM: every image a SLURM job of its own, the same findings as the local run."""
+    env = slurm_cluster
+    _, local = flagged_run
+    report, work = tmp_path / "report", tmp_path / "work"
+    before = set(_completed_jobs())
+    proc = subprocess.run([CLI, "check", str(flagged_dataset), "--report-dir", str(report), "-w", str(work),
+                           "--plugin", "SLURM", "--plugin-args", json.dumps({"sbatch_args": "--cpus-per-task=1"})],
+                          env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert findings(report) == findings(local)
+    ours = {j: c for j, c in _completed_jobs().items() if j not in before and str(work) in c}
+    assert len(ours) >= 2, f"no SLURM jobs from {work}"
+    assert not (work / "check").exists(), "the renders of faces outlived the run"

@@ -167,31 +167,46 @@ def decide(detection, localisation: Localisation, img: nib.spatialimages.Spatial
     """Whether ``img`` may be defaced, what to distort, and what to protect (see module docstring).
 
     ``detection``: ``features.detect.detect_features(img)``; ``localisation``:
-    ``features.template.localise(img)``; both of this very image's grid.
+    ``features.template.localise(img)``; both of this very image's grid. ``features``: the
+    selected ones. The labels are what to distort when defaced (also filled when refused, for
+    a curator's look); the protect mask is what no distortion may change.
     """
-    img = as_3d(img)
-    loc, reg = localisation, localisation.registration
+    img, loc = as_3d(img), localisation
     det_labels = np.asarray(detection.labels.dataobj)
     if det_labels.shape != tuple(img.shape) or tuple(loc.shape) != tuple(img.shape):
         raise ValueError(f"detection {det_labels.shape}, localisation {loc.shape} and image {img.shape} differ in shape")
-    data = np.asarray(img.dataobj, dtype=np.float32)
     found = {f: [np.asarray(c, float) for c in detection.centroids_mm.get(f, [])] for f in FEATURES}
+    parts = _accounted_parts(found, loc, features)
+    always, partial = _problems(detection, found, loc, parts, features)
+    refused = bool(always) or (bool(partial) and not allow_partial)
+    data = np.asarray(img.dataobj, dtype=np.float32)
+    labels = _labels(det_labels, data, loc, parts, features)
+    protect = protect_mask(data, img.affine, loc)
+    verdict = "refused" if refused else "defaced"
+    reason = _reason(always, partial, allow_partial)
+    provenance = _provenance(detection, loc, parts, features, allow_partial, labels, protect,
+                             always + partial, verdict, reason)
+    return Decision(verdict, reason, labels, protect, provenance)
+
+
+def _accounted_parts(found: dict[str, list[np.ndarray]], loc: Localisation, features) -> dict[str, list[Part]]:
+    """Each template part, matched to the detector's parts, with the source that accounts for it."""
     parts = {f: [Part(r) for r in loc.regions if r.feature == f] for f in FEATURES}
     for f in FEATURES:
         _match(found[f], parts[f])
-    disagree = []
-    for f in FEATURES:
         for p in parts[f]:
-            if p.agreement_mm is not None and p.agreement_mm > TOLERANCE_MM[f] and f in features:
-                p.source = "disagrees"
-                disagree.append(p)
-            elif p.agreement_mm is not None:
-                p.source = "unet"
+            if p.agreement_mm is None:
+                continue
+            p.source = "disagrees" if p.agreement_mm > TOLERANCE_MM[f] and f in features else "unet"
     confirmed = sum(p.source == "unet" for f in FEATURES for p in parts[f]) >= MIN_CONFIRMING
     for f in features:
-        _account(parts[f], reg.sound, confirmed)
+        _account(parts[f], loc.registration.sound, confirmed)
+    return parts
 
-    always, partial = [], []
+
+def _problems(detection, found, loc: Localisation, parts: dict[str, list[Part]], features) -> tuple[list, list]:
+    """(problems that always refuse, problems that refuse unless partial defacing is allowed)."""
+    reg, always = loc.registration, []
     if not any(found.values()):
         always.append(_no_face_reason(loc))
     always += _orientation_problems(found)
@@ -200,32 +215,25 @@ def decide(detection, localisation: Localisation, img: nib.spatialimages.Spatial
                       "disagree with the orientation header")
     if not reg.sound and not always:
         always.append("the template head does not register soundly onto the image: " + "; ".join(reg.failures))
-    for p in disagree:
-        always.append(f"{p.region.name}: the detector and the registered template disagree by "
-                      f"{p.agreement_mm:.0f} mm (tolerance {TOLERANCE_MM[p.region.feature]:.0f} mm)")
-    partial += _plausibility_problems(found)
+    always += [f"{p.region.name}: the detector and the registered template disagree by {p.agreement_mm:.0f} mm "
+               f"(tolerance {TOLERANCE_MM[f]:.0f} mm)" for f in features for p in parts[f] if p.source == "disagrees"]
+    partial = _plausibility_problems(found)
     for f in features:
         if detection.components.get(f, 0) > EXPECTED_COMPONENTS[f]:
             partial.append(f"{f}: {detection.components[f]} found where a head has {EXPECTED_COMPONENTS[f]}; "
                            "the extra one would stay undistorted")
         partial += [_part_problem(p) for p in parts[f] if p.source == "missing"]
+    return always, partial
 
-    labels = _labels(det_labels, data, loc, parts, features)
-    protect = protect_mask(data, img.affine, loc)
-    refused = bool(always) or (bool(partial) and not allow_partial)
+
+def _reason(always: list[str], partial: list[str], allow_partial: bool) -> str:
     if always:
-        reason = always[0]
-    elif partial:
-        reason = ("; ".join(partial) + (" (--allow-partial given: defaced with what was found)" if allow_partial
-                                        else "; --allow-partial defaces what was found"))
-    else:
-        reason = "every selected feature found by the detector, placed by the template, or outside the field of view"
-    extra = len(always) + (len(partial) if not allow_partial else 0) - 1
-    if refused and always and extra > 0:
-        reason += f" (and {extra} more problem{'s' if extra > 1 else ''})"
-    provenance = _provenance(detection, loc, parts, features, allow_partial, labels, protect,
-                             always + partial, "refused" if refused else "defaced", reason)
-    return Decision("refused" if refused else "defaced", reason, labels, protect, provenance)
+        more = len(always) - 1 + (0 if allow_partial else len(partial))
+        return always[0] + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
+    if partial:
+        return "; ".join(partial) + (" (--allow-partial given: defaced with what was found)" if allow_partial
+                                     else "; --allow-partial defaces what was found")
+    return "every selected feature found by the detector, placed by the template, or outside the field of view"
 
 
 def _labels(det_labels: np.ndarray, data: np.ndarray, loc: Localisation, parts: dict[str, list[Part]],

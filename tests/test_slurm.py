@@ -112,27 +112,50 @@ def test_plugin_slurm_two_subjects(slurm_cluster, tmp_path):
     assert len(ours) >= 2, f"no SLURM jobs from {work}: {_completed_jobs()}"
 
 
+def _array_tasks(job_id: str) -> dict[int, tuple[str, str]]:
+    """Array task id -> (state, exit code) of a finished array job, as slurmctld remembers it."""
+    out = subprocess.run(["scontrol", "-o", "show", "job", job_id], capture_output=True, text=True).stdout
+    tasks = {}
+    for line in out.splitlines():
+        fields = dict(re.findall(r"(\w+)=(\S*)", line))
+        if fields.get("ArrayTaskId", "").isdigit():
+            tasks[int(fields["ArrayTaskId"])] = (fields.get("JobState"), fields.get("ExitCode"))
+    return tasks
+
+
 @pytest.mark.slow
-def test_job_array_one_participant_per_task(slurm_cluster, tmp_path):
+def test_job_array_one_participant_per_task_and_one_failing(slurm_cluster, tmp_path):
     """scripts/slurm-array.sbatch: array task i defaces the i-th participant (here with the local
-    installation standing in for the Singularity image, through BIDS_DEFACE_RUNNER)."""
-    bids = make_dataset(tmp_path / "bids", ["01", "02"])
-    out = tmp_path / "out"
-    env = dict(slurm_cluster, BIDS_DEFACE_RUNNER=str(BIN / "bids-deface"))
+    installation standing in for the Singularity image, through BIDS_DEFACE_RUNNER); a corrupt
+    image fails its own task only; each task keeps its index and validation in the cache."""
+    bids = make_dataset(tmp_path / "bids", ["01", "02", "03"])
+    corrupt = bids / "sub-02" / "anat" / "sub-02_T1w.nii.gz"
+    data = corrupt.read_bytes()
+    corrupt.write_bytes(data[: len(data) // 3])  # a transfer cut short: the header reads, the voxels do not
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    env = dict(slurm_cluster, BIDS_DEFACE_RUNNER=str(BIN / "bids-deface"), BIDS_DEFACE_CACHE=str(cache))
     proc = subprocess.run(
-        ["sbatch", "--wait", "--array=1-2", "--cpus-per-task=1", f"--chdir={tmp_path}",
+        ["sbatch", "--wait", "--parsable", "--array=1-3", "--cpus-per-task=1", f"--chdir={tmp_path}",
          str(REPO / "scripts" / "slurm-array.sbatch"), str(bids), str(out), "--seed", "3"],
         env=env, capture_output=True, text=True, timeout=900,
     )
-    logs = {p.name: p.read_text() for p in tmp_path.glob("bids-deface_*.log")}
-    assert proc.returncode == 0, proc.stderr + json.dumps(logs, indent=1)[-4000:]
-    assert len(logs) == 2, logs
+    logs = {int(p.stem.rsplit("_", 1)[1]): p.read_text() for p in tmp_path.glob("bids-deface_*.log")}
+    assert proc.returncode != 0, "the array reports its failed task"
+    job_id = proc.stdout.strip().splitlines()[0].split(";")[0]
+    states = _array_tasks(job_id)
+    assert {t: s for t, (s, _) in states.items()} == {1: "COMPLETED", 2: "FAILED", 3: "COMPLETED"}, \
+        json.dumps(logs, indent=1)[-4000:]
+    assert "sub-02/anat/sub-02_T1w.nii.gz: truncated or corrupt image data" in logs[2]
+    assert "ended with exit status 1" in logs[2]
     # each task took its own participant, and only that one
     tasks = sorted(re.search(r"task (\d+) -> sub-(\w+)", text).groups() for text in logs.values())
-    assert tasks == [("1", "01"), ("2", "02")]
-    for s in ("01", "02"):
-        assert len(list((out / f"sub-{s}" / "anat").glob("*_desc-defaced_T1w.nii.gz"))) == 1
+    assert tasks == [("1", "01"), ("2", "02"), ("3", "03")]
+    for s, n in (("01", 1), ("02", 0), ("03", 1)):
+        assert len(list((out / f"sub-{s}" / "anat").glob("*_desc-defaced_T1w.nii.gz"))) == n, s
     # one app run per task, each on one participant, with the array's options
     configs = [json.loads(p.read_text())["Config"] for p in (out / "logs").glob("bids-deface_*.json")]
-    assert sorted(c["ParticipantLabel"][0] for c in configs) == ["01", "02"]
+    assert sorted(c["ParticipantLabel"][0] for c in configs) == ["01", "02", "03"]
     assert all(c["Seed"] == 3 and len(c["Images"]) == 1 for c in configs)
+    # by default each task kept its pybids index and its validation, one per participant
+    assert len(list((cache / "bids-db").glob("*/layout_index.sqlite"))) == 3
+    assert len(list((cache / "validation").glob("*/sel-*.json"))) == 3

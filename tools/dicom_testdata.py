@@ -313,3 +313,13 @@ def head_axial_frame():
     lps, sp, iop = _geometry(img.affine)
     normal = lps[:3, 2] / sp[2]
     return lps[:3, 3], np.array(iop[:3]), np.array(iop[3:]), normal, sp
+
+
+def within(affine, shape, point_mm, radius_mm: float) -> np.ndarray:
+    """Voxels of a grid (``affine``, ``shape``) within ``radius_mm`` of a world point."""
+    axes = np.ogrid[tuple(slice(0, n) for n in shape)]
+    squared = 0.0
+    for row in range(3):
+        coordinate = sum(float(affine[row, c]) * axes[c] for c in range(3)) + float(affine[row, 3] - point_mm[row])
+        squared = squared + coordinate.astype(np.float32) ** 2
+    return squared <= radius_mm ** 2

@@ -69,9 +69,9 @@ def raw_run(tmp_path_factory):
         ".heudiconv/01/info/dicominfo.tsv": f"patient\t{PLANTED['PatientName']}\n",
     }
     root = build_dataset(tmp / "bids", FACES, extra_files=extra)
-    # Files as symlinks into a content store, as in DataLad/git-annex datasets (the validator
-    # reads annex links only inside a real git-annex repository, so the store sits beside it).
-    store = tmp / "annex-objects"
+    # Files as symlinks into a content store inside the dataset, as in DataLad/git-annex datasets
+    # (a hidden folder: the validator reads annex links only inside a real git-annex repository).
+    store = root / ".annex-objects"
     store.mkdir()
     for rel in ("sub-01/anat/sub-01_T1w.nii.gz", "README"):
         target = store / rel.replace("/", "_")
@@ -92,7 +92,7 @@ def test_raw_run_succeeds_and_passes_the_validator(raw_run):
 def test_every_other_file_is_copied_with_symlinks_resolved(raw_run):
     root, out, proc = raw_run
     expected = {p.relative_to(root).as_posix() for p in root.rglob("*")
-                if p.is_file() and not p.relative_to(root).as_posix().startswith(NOT_COPIED)}
+                if p.is_file() and not p.relative_to(root).as_posix().startswith((*NOT_COPIED, ".annex-objects/"))}
     copied = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and
               not p.relative_to(out).as_posix().startswith("logs/")}
     assert expected - copied == set()

@@ -114,6 +114,8 @@ def fingerprint(opts, settings: Deidentification, images) -> str:
     if relabel.key is not None:
         parts.append(hmac.new(relabel.key, b"fingerprint", hashlib.sha256).hexdigest())
     parts += sorted(f"{k}>{v}" for k, v in relabel.subjects.items()) if relabel.key is None else []
+    # a vault: files copied before it was asked for were never sealed
+    parts += [str(getattr(opts, "vault_dir", None) or ""), *sorted(map(str, getattr(opts, "vault_recipient", None) or []))]
     parts += [",".join(settings.subjects), ",".join(opts.session_label or []), ",".join(opts.suffix or []),
               ",".join(sorted(image.relpath for image in images))]
     digest = hashlib.sha256()
@@ -139,3 +141,39 @@ def safe_command_line(argv: list[str], opts) -> list[str]:
         else:
             out.append("<value>")
     return out
+
+
+def read_image_metadata(bids_dir: Path, images) -> tuple[list, dict[str, str]]:
+    """The images with their merged sidecar metadata, and {relpath: reason} for those whose
+    sidecars cannot be used (that image fails, the others go on)."""
+    from bids_deface.dataset.sidecars import SidecarError, image_metadata
+
+    ready, unusable = [], {}
+    for image in images:
+        try:
+            ready.append(dataclasses.replace(image, metadata=image_metadata(bids_dir, image.relpath)))
+        except SidecarError as exc:
+            ready.append(image)
+            unusable[image.relpath] = f"{image.relpath}: not defaced: its sidecar cannot be used: {exc}"
+    return ready, unusable
+
+
+def table_rows(opts, settings: Deidentification) -> list[str]:
+    """The participants whose rows the raw copy's tables keep (as the output names them): the
+    selected ones, and those an earlier run already put in the output."""
+    present = {strip_prefix(p.name, "sub") for p in opts.output_dir.glob("sub-*") if p.is_dir()}
+    return sorted({settings.relabel.subject(label) for label in settings.subjects} | present)
+
+
+def participant_values(wf, by_name: dict, settings: Deidentification, sources: dict) -> None:
+    """Give each image's node its participant's removed values and reference time (``by_name``:
+    node name -> image as the output names it; ``sources``: its relpath -> the input image)."""
+    for name, image in by_name.items():
+        values = scrub_inputs(settings, sources[image.relpath])
+        values.pop("hash_key_file", None)  # in the run's settings
+        node = wf.get_node(name)
+        if hasattr(node, "inputs") and hasattr(node.inputs, "job"):  # one node per image
+            node.inputs.job = {**node.inputs.job, **values}
+        elif hasattr(node, "get_node") and node.get_node("scrub") is not None:  # a workflow per image
+            for key, value in scrub_inputs(settings, sources[image.relpath]).items():
+                setattr(node.get_node("scrub").inputs, key, value)

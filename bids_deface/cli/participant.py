@@ -11,16 +11,20 @@ import platform
 import shutil
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
+from bids_deface.cli.deidentify import (Deidentification, fingerprint, load_settings, participant_values,
+                                        prepare_participants, read_image_metadata, safe_command_line, table_rows)
+from bids_deface.cli.lifecycle import Interrupted, guarded_run, keep_paths_out_of_log_files
 from bids_deface.cli.logs import LOGGER, add_file_logging
 from bids_deface.cli.parser import UsageError
-from bids_deface.cli.workdir import private_work_dir, remove_work
-from bids_deface.dataset.atomic import write_json_atomic
+from bids_deface.dataset.atomic import write_json_atomic, write_text_atomic
+from bids_deface.dataset.cleaners import CopyContext
 from bids_deface.dataset.description import write_derivative_dataset
 from bids_deface.dataset.naming import raw_paths, record_path, strip_prefix
 from bids_deface.dataset.provenance import image_record, package_version
-from bids_deface.dataset.rawcopy import copy_raw_dataset
+from bids_deface.dataset.rawcopy import copy_raw_dataset, left_out_lines
 from bids_deface.dataset.select import (FACE_SUFFIXES, SelectionError, load_bids_filters, load_layout,
                                         select_face_images, selected_participants, selection_datatypes)
 from bids_deface.cli.progress import RunProgress
@@ -30,32 +34,80 @@ from bids_deface.defacing.steps import read_step_log, verdict_of
 from bids_deface.workflows.base import step_log_path
 
 
+@dataclass
+class _Run:
+    """One participant run: its settings, its images (as the output names them), their sources."""
+
+    opts: object
+    argv: list
+    settings: Deidentification
+    images: list  # to deface, named as in the output (relabelled)
+    sources: dict  # output relpath -> the selected input image
+    unusable: list  # (image named as in the output, why it cannot be defaced: a bad sidecar)
+    run_id: str
+    log_file: Path
+    started: float
+    work_dir: Path | None = None
+
+
 def run(opts, argv: list[str]) -> int:
     """Validate, select, write the dataset-level files, run the workflow, report; exit status."""
     started = time.time()
-    images = _select_images(opts)
-    LOGGER.info("%d image(s) to deface, %s layout, into %s", len(images), opts.output_layout, opts.output_dir)
-
-    output_dir = opts.output_dir
-    output_dir.mkdir(parents=True, exist_ok=True)
+    settings = load_settings(opts)  # a bad policy, key or mapping: exit 2 before any image is touched
+    _check_writable(opts.output_dir)
+    selected, unusable = read_image_metadata(opts.bids_dir, _select_images(opts))
+    outputs = prepare_participants(opts, settings, selected)
+    sources = {out.relpath: image for out, image in zip(outputs, selected)}
+    images = [out for out in outputs if sources[out.relpath].relpath not in unusable]
+    unusable = [(out, settings.relabel.text(unusable[sources[out.relpath].relpath]))
+                for out in outputs if sources[out.relpath].relpath in unusable]
+    LOGGER.info("%d image(s) to deface, %s layout", len(outputs), opts.output_layout)
+    try:
+        opts.output_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"output_dir {opts.output_dir}: cannot be created ({exc.strerror}): "
+                         "choose a folder you can write to") from None
     run_id = _dt.datetime.now().strftime("%Y%m%d-%H%M%S") + "_" + uuid.uuid4().hex[:8]
-    log_file = output_dir / "logs" / f"bids-deface_{run_id}.log"
+    log_file = opts.output_dir / "logs" / f"bids-deface_{run_id}.log"
     add_file_logging(log_file)
-    problems = _write_dataset_files(opts, images)
+    keep_paths_out_of_log_files()
+    state = _Run(opts, argv, settings, images, sources, unusable, run_id, log_file, started)
+    try:
+        with guarded_run(opts) as guard:
+            state.work_dir = guard.work_dir
+            return _deface(state)
+    except Interrupted as exc:
+        LOGGER.error("interrupted (%s): every worker stopped, the work folder and partial files removed", exc)
+        return exc.exit_status
 
-    work_dir, created = private_work_dir(opts.work_dir)
+
+def _check_writable(output_dir: Path) -> None:
+    """A read-only output folder (or the folder that would hold it) is a usage error, found before
+    any work is done."""
+    existing = next(p for p in (output_dir, *output_dir.parents) if p.exists())
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "" if existing == output_dir else f" ({existing} is not writable)"
+        raise UsageError(f"output_dir {output_dir}: cannot be created or written{where}: "
+                         "choose a folder you can write to")
+
+
+def _deface(run: _Run) -> int:
+    """The dataset-level files, the workflow over the images, their records; exit status."""
+    opts, output_dir, images = run.opts, run.opts.output_dir, run.images
+    problems = _write_dataset_files(run)
     omp = opts.omp_nthreads or max(1, opts.nprocs // max(1, min(len(images), opts.nprocs)))
-    _write_json(output_dir / "logs" / f"bids-deface_{run_id}.json",
-                {"CommandLine": ["bids-deface", *argv], "Config": _config(opts, run_id, images, work_dir, omp)})
-
-    for image in images:  # this run's records only
+    _write_json(output_dir / "logs" / f"bids-deface_{run.run_id}.json",
+                {"CommandLine": ["bids-deface", *safe_command_line(run.argv, opts)],
+                 "Config": _config(run, omp)})
+    for image in [*images, *(image for image, _ in run.unusable)]:  # this run's records only
         (output_dir / record_path(image)).unlink(missing_ok=True)
-    step_dir = work_dir / "steps"
+    step_dir = run.work_dir / "steps"
     shutil.rmtree(step_dir, ignore_errors=True)
-    announced = _run_workflow(opts, images, work_dir, step_dir, omp)
+    announced = _run_workflow(opts, images, run.work_dir, step_dir, omp, run) if images else set()
     failures = {}
-    for image in images:
-        status, reason = image_outcome(read_step_log(step_log_path(step_dir, image)), image.relpath)
+    outcomes = [(image, image_outcome(read_step_log(step_log_path(step_dir, image)), image.relpath))
+                for image in images] + [(image, ("failed", reason)) for image, reason in run.unusable]
+    for image, (status, reason) in outcomes:
         if status == "defaced":
             continue
         failures[image.relpath] = reason
@@ -66,24 +118,31 @@ def run(opts, argv: list[str]) -> int:
         if opts.output_layout == "raw":  # a sidecar without its image is not a valid raw dataset
             (output_dir / raw_paths(image).sidecar).unlink(missing_ok=True)
 
-    if opts.qc_dir is not None:
+    if opts.qc_dir is not None and images:
         from bids_deface.reports.group import write_qc_reports
 
         reports = write_qc_reports(opts.qc_dir, output_dir, participants={image.subject for image in images})
         LOGGER.info("QC reports (they show the original face: do not share them): %s",
                     ", ".join(str(p) for p in reports))
+    total = len(images) + len(run.unusable)
+    refused = sum(status == "refused" for _, (status, _) in outcomes)
+    LOGGER.info("%d of %d image(s) defaced%s, %d failed, %d refused%s, in %.1f s; log %s",
+                total - len(failures), total, _released(opts, output_dir, outcomes), len(failures) - refused, refused,
+                f", {len(problems)} file(s) not copied" if problems else "", time.time() - run.started,
+                run.log_file.relative_to(output_dir))
+    return 0 if not failures and not problems else 1
 
-    ok = not failures and not problems
-    if opts.keep_work:
-        LOGGER.warning("work directory kept (--keep-work): %s (private; it holds un-defaced intermediate "
-                       "images: delete it when done)", work_dir)
-    else:  # un-defaced intermediates never outlive the run unless asked for, failures or not
-        remove_work(work_dir, created)
-    done = len(images) - len(failures)
-    LOGGER.info("%d of %d image(s) defaced, %d failed%s, in %.1f s; outputs in %s; log %s",
-                done, len(images), len(failures), f", {len(problems)} file(s) not copied" if problems else "",
-                time.time() - started, output_dir, log_file.relative_to(output_dir))
-    return 0 if ok else 1
+
+def _released(opts, output_dir: Path, outcomes) -> str:
+    """`` (N released by --qc-override)`` when the override wrote images QC would have refused."""
+    if not getattr(opts, "qc_override", None):
+        return ""
+    released = 0
+    for image, (status, _) in outcomes:
+        record = output_dir / record_path(image)
+        if status == "defaced" and record.is_file():
+            released += bool(json.loads(record.read_text()).get("Provenance", {}).get("QC", {}).get("Override"))
+    return f" ({released} released by --qc-override {' '.join(opts.qc_override)})"
 
 
 def _select_images(opts) -> list:
@@ -118,49 +177,76 @@ def _select_images(opts) -> list:
     return images
 
 
-def _write_dataset_files(opts, images) -> list[str]:
+def _write_dataset_files(run: _Run) -> list[str]:
     """The derivative dataset's own files, or the raw copy of everything but the faces;
     returns one line per file that could not be copied."""
+    opts, settings = run.opts, run.settings
     source_desc = json.loads((opts.bids_dir / "dataset_description.json").read_text())
     if opts.output_layout == "derivative":
         write_derivative_dataset(opts.bids_dir, opts.output_dir, source_desc)
         return []
-    problems = copy_raw_dataset(
-        opts.bids_dir, opts.output_dir, source_desc, selected=images,
-        face_suffixes=set(FACE_SUFFIXES) | set(opts.suffix or ()),
-        subjects={strip_prefix(s, "sub") for s in opts.participant_label} if opts.participant_label else None,
-        sessions={strip_prefix(s, "ses") for s in opts.session_label} if opts.session_label else None,
-        policy_file=opts.metadata_policy)
-    for line in problems:
+    ctx = CopyContext(bids_dir=opts.bids_dir, policy=settings.policy, deidentifier=settings.deidentifier,
+                      relabel=settings.relabel, known=settings.known, source_desc=source_desc,
+                      participants=table_rows(opts, settings),
+                      sessions=[settings.relabel.session(strip_prefix(s, "ses")) for s in opts.session_label]
+                      if opts.session_label else None,
+                      sessions_in={strip_prefix(s, "ses") for s in opts.session_label} if opts.session_label else None,
+                      vault=_vault_writer(opts))
+    result = copy_raw_dataset(ctx, opts.output_dir, selected={image.relpath for image in run.sources.values()},
+                              subjects=set(settings.subjects), face_suffixes=set(FACE_SUFFIXES) | set(opts.suffix or ()),
+                              fingerprint=fingerprint(opts, settings, run.images))
+    for line in result.problems:
         LOGGER.error("%s", line)
-    return problems
+    if result.left_out:
+        name = f"bids-deface_{run.run_id}_left-out.tsv"
+        lines = left_out_lines(result.left_out, settings.known.everyone())
+        write_text_atomic(opts.output_dir / "logs" / name, "path\treason\n" + "".join(f"{l}\n" for l in lines))
+        LOGGER.warning("%d file(s) or folder(s) left out of the raw copy, never copied (not BIDS files bids-deface "
+                       "can clean, or images that can show a face and are not defaced): logs/%s; e.g. %s",
+                       len(lines), name, "; ".join(line.replace("\t", ": ") for line in lines[:3]))
+    return result.problems
 
 
-def _config(opts, run_id, images, work_dir, omp) -> dict:
+def _vault_writer(opts):
+    """The raw copy's vault writer (what it changes or leaves out is sealed), or None."""
+    if not getattr(opts, "vault_dir", None):
+        return None
+    from bids_deface.vault import VaultError, VaultWriter
+
+    try:
+        return VaultWriter(opts.vault_dir, opts.vault_recipient, input_root=opts.bids_dir, output_root=opts.output_dir)
+    except VaultError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _config(run: _Run, omp: int) -> dict:
+    """What the run was asked, as the output records it: no path, no removed value."""
+    opts = run.opts
+    relabel = run.settings.relabel
     return {
-        "RunId": run_id,
+        "RunId": run.run_id,
         "Version": package_version(),
         "Python": platform.python_version(),
-        "BidsDir": str(opts.bids_dir),
-        "OutputDir": str(opts.output_dir),
         "OutputLayout": opts.output_layout,
-        "ParticipantLabel": opts.participant_label,
-        "SessionLabel": opts.session_label,
+        "ParticipantLabel": [relabel.subject(strip_prefix(p, "sub")) for p in opts.participant_label or []] or None,
+        "SessionLabel": [relabel.session(strip_prefix(p, "ses")) for p in opts.session_label or []] or None,
         "Suffix": opts.suffix,
-        "BidsFilterFile": str(opts.bids_filter_file) if opts.bids_filter_file else None,
+        "BidsFilterFile": bool(opts.bids_filter_file),
         "Features": opts.features,
         "Seed": opts.seed,
         "Margins": _margins(opts),
-        "MetadataPolicy": str(opts.metadata_policy) if opts.metadata_policy else None,
-        "WorkDir": str(work_dir),
+        "MetadataPolicy": bool(opts.metadata_policy),
+        "HashKey": run.settings.deidentifier.hash_key is not None,
+        "RelabelledParticipants": relabel.active,
         "KeepWork": opts.keep_work,
         "Plugin": opts.plugin,
-        "PluginArgs": opts.plugin_args,
+        "PluginArgs": sorted(opts.plugin_args),
         "NProcs": opts.nprocs,
         "OmpNThreads": omp,
         "SkipBidsValidation": opts.skip_bids_validation,
-        "QcDir": str(opts.qc_dir) if opts.qc_dir else None,
-        "Images": [image.relpath for image in images],
+        "QC": opts.qc_dir is not None,
+        "QCOverride": list(getattr(opts, "qc_override", None) or []),
+        "Images": [image.relpath for image in run.images] + [image.relpath for image, _ in run.unusable],
     }
 
 
@@ -190,7 +276,7 @@ def execution_plugin(opts, n_images: int) -> tuple[str, dict]:
     return opts.plugin, plugin_args
 
 
-def _run_workflow(opts, images, work_dir: Path, step_dir: Path, omp: int) -> set[str]:
+def _run_workflow(opts, images, work_dir: Path, step_dir: Path, omp: int, run: _Run | None = None) -> set[str]:
     """Build and run the workflow, showing its progress; every step records its outcome under
     ``step_dir``. Returns the images whose verdict was already reported."""
     os.environ.setdefault("NIPYPE_NO_ET", "1")  # no version check over the network
@@ -223,11 +309,14 @@ def _run_workflow(opts, images, work_dir: Path, step_dir: Path, omp: int) -> set
         output_dir=str(opts.output_dir), output_layout=opts.output_layout, features=tuple(opts.features),
         margins=_margins(opts), policy_file=str(opts.metadata_policy) if opts.metadata_policy else None,
         hash_key_file=str(getattr(opts, "hash_key_file", None) or "") or None, qc=opts.qc_dir is not None,
+        qc_override=tuple(getattr(opts, "qc_override", None) or ()),
         allow_partial=bool(getattr(opts, "allow_partial", False)), threads=omp,
         vault_dir=str(opts.vault_dir) if getattr(opts, "vault_dir", None) else None,
         vault_recipients=tuple(str(r) for r in (getattr(opts, "vault_recipient", None) or ())))
-    wf, _ = init_bids_deface_wf(images=images, settings=settings, step_dir=step_dir, seed=opts.seed,
-                                qc_dir=opts.qc_dir)
+    wf, by_name = init_bids_deface_wf(images=images, settings=settings, step_dir=step_dir, seed=opts.seed,
+                                      qc_dir=opts.qc_dir)
+    if run is not None:  # each image's sidecar is searched for its participant's removed values
+        participant_values(wf, by_name, run.settings, run.sources)
     wf.base_dir = str(work_dir)
     wf.config["execution"].update(execution)
     plugin, plugin_args = execution_plugin(opts, len(images))

@@ -42,6 +42,7 @@ class CopyContext:
     sessions: list | None = None
     sessions_in: set | None = None  # the selected sessions (input labels); None: all
     present: set = field(default_factory=set)  # output paths that will exist
+    vault: object = None  # a bids_deface.vault.VaultWriter: what the copy changes or leaves out, sealed
     _by_participant: dict | None = None
 
     def values(self, subject: str | None) -> dict:

@@ -63,13 +63,13 @@ def geometry_can_show_face(shape, zooms) -> FaceVerdict:
     spans = sorted((n * z for n, z in zip(shape, zooms)), reverse=True)
     finest = sorted(zooms)[:2]
     if not all(np.isfinite(zooms)) or min(zooms) <= 0:
-        return FaceVerdict(True, "voxel sizes not usable: cannot rule out a face")
+        return FaceVerdict(True, "voxel sizes not usable")
     if max(finest) >= FACE_MAX_VOXEL_MM:
         return FaceVerdict(False, f"voxels of {max(finest):.1f} mm or coarser cannot resolve a face")
     if spans[1] < FACE_MIN_SPAN_MM or spans[2] < FACE_MIN_DEPTH_MM:
         return FaceVerdict(False, f"field of view {spans[0]:.0f}×{spans[1]:.0f}×{spans[2]:.0f} mm cannot hold a face")
     return FaceVerdict(True, f"{max(finest):.1f} mm voxels over a {spans[0]:.0f}×{spans[1]:.0f}×{spans[2]:.0f} mm "
-                             "field of view can show a face")
+                             "field of view")
 
 
 def can_show_face(relpath: str, header=None, face_suffixes=None) -> FaceVerdict:
@@ -86,11 +86,11 @@ def can_show_face(relpath: str, header=None, face_suffixes=None) -> FaceVerdict:
     if datatype == "anat" and suffix not in EXEMPT_ANAT_SUFFIXES:
         return FaceVerdict(True, "an anatomical image")
     if header is None:
-        return FaceVerdict(True, "header unreadable: cannot rule out a face")
+        return FaceVerdict(True, "header unreadable")
     try:
         shape, zooms = header.get_data_shape(), header.get_zooms()
     except Exception:  # a header nibabel read but cannot interpret
-        return FaceVerdict(True, "header unreadable: cannot rule out a face")
+        return FaceVerdict(True, "header unreadable")
     if suffix in EXEMPT_ANAT_SUFFIXES:
         return FaceVerdict(False, "a defacing mask")
     return geometry_can_show_face(shape, zooms)

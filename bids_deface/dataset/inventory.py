@@ -145,10 +145,22 @@ def is_ignored(relpath: str, patterns: list[str]) -> bool:
     return False
 
 
+def _within(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
 def inside(path: Path, root_real: str) -> bool:
-    """Whether ``path`` (after every symbolic link) lies inside the dataset's real root."""
-    real = os.path.realpath(path)
-    return real == root_real or real.startswith(root_real.rstrip(os.sep) + os.sep)
+    """Whether ``path`` belongs to the dataset: it is no symbolic link, or its link points into the
+    dataset (only the first hop counts: a DataLad/git-annex link points into the dataset's
+    ``.git/annex``, which may itself lie elsewhere, e.g. in an ephemeral clone)."""
+    path = Path(path)
+    parent = os.path.realpath(path.parent)
+    if not _within(parent, root_real):
+        return False
+    if not path.is_symlink():
+        return True
+    target = os.readlink(path)
+    return _within(os.path.normpath(os.path.join(parent, target)), root_real)
 
 
 def walk(bids_dir: Path, top: str, root_real: str, ignore: list[str], selected_dir=lambda rel: True):

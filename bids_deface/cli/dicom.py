@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 
+from bids_deface.cli.parser import UsageError
 from bids_deface.dicom.pipeline import LOG_NAME, RunOptions, run as run_dicom
 from bids_deface.dicom.profile import ProfileOptions
 from bids_deface.dicom.uids import read_pseudonyms
@@ -22,7 +23,7 @@ def _key(args) -> str | bytes:
     else:
         key = args.key or os.environ.get(KEY_ENV, "")
     if not key:
-        raise ValueError(f"no key: give --key, --key-file or set {KEY_ENV}")
+        raise UsageError(f"no key: give --key, --key-file or set {KEY_ENV}")
     return key
 
 
@@ -45,9 +46,8 @@ def run(args, argv=None) -> int:
             map_file=args.map_file,
         )
         rows = run_dicom(args.in_dir, args.out_dir, opts)
-    except (OSError, ValueError) as exc:
-        print(f"bids-deface dicom: error: {exc}", file=sys.stderr)
-        return 2
+    except (OSError, ValueError) as exc:  # folders, key, pseudonym file: one line, as every usage error
+        raise UsageError(str(exc)) from None
     counts: dict[str, int] = {}
     for r in rows:
         counts[r.status] = counts.get(r.status, 0) + 1

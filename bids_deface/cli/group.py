@@ -9,6 +9,7 @@ from bids_deface.dataset.select import (SelectionError, list_face_images, load_b
                                         select_face_images, selection_datatypes)
 from bids_deface.reports.group import (SUMMARY_HTML, SUMMARY_TSV, read_records, summary_html, summary_rows,
                                        summary_tsv, write_qc_reports)
+from bids_deface.reports.templating import verdict_counts, write_html
 
 
 def run(opts, argv=None) -> int:
@@ -25,13 +26,13 @@ def run(opts, argv=None) -> int:
     rows = summary_rows(read_records(output_dir), images)
     write_text_atomic(output_dir / SUMMARY_TSV, summary_tsv(rows))
     title = f"bids-deface summary: {output_dir.name}"
-    write_text_atomic(output_dir / SUMMARY_HTML, summary_html(rows, title))
+    write_html(output_dir / SUMMARY_HTML, summary_html(rows, title, output_dir))
     if opts.qc_dir is not None:
         reports = write_qc_reports(opts.qc_dir, output_dir)
         LOGGER.info("QC reports (they show the original face: do not share them): %s", reports[-1])
-    failed = sum(row["status"] in ("failed", "not processed") for row in rows)
-    LOGGER.info("%d image(s) summarised (%d failed or not processed): %s, %s", len(rows), failed,
-                output_dir / SUMMARY_TSV, output_dir / SUMMARY_HTML)
+    tally = ", ".join(f"{n} {status}" for status, n in verdict_counts([row["status"] for row in rows]))
+    LOGGER.info("%d image(s) summarised (%s): %s, %s", len(rows), tally, output_dir / SUMMARY_TSV,
+                output_dir / SUMMARY_HTML)
     return 0
 
 

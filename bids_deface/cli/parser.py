@@ -424,7 +424,7 @@ def check_bids_app_paths(opts: argparse.Namespace) -> None:
     """Absolute paths; the input exists; outputs, work and QC folders lie where they may."""
     bids_dir = opts.bids_dir.absolute()
     if not bids_dir.is_dir():
-        raise UsageError(f"bids_dir {opts.bids_dir}: no such directory")
+        raise UsageError(f"bids_dir {opts.bids_dir}: {'a file, not a folder' if bids_dir.exists() else 'no such directory'}")
     if not os.access(bids_dir, os.R_OK | os.X_OK):
         raise UsageError(f"bids_dir {opts.bids_dir}: not readable")
     output_dir = opts.output_dir.absolute()

@@ -83,9 +83,11 @@ def provenance(*, source_relpath: str, features, seed: int, model_sha256: str, v
         prov["QC"] = {
             "FaceDetectedAfter": qc.get("face_detected_after"),
             "FaceDetectedBefore": qc.get("face_detected_before"),
+            "EarsLeft": qc.get("ears_left"),
             "BrainVoxelsChanged": qc.get("brain_voxels_changed"),
             "Failures": list(qc.get("failures", [])),
             "Flags": list(qc.get("flags", [])),
+            "Override": list(qc.get("override", [])),  # checks released by --qc-override despite Failures
         }
     return prov
 

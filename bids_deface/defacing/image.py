@@ -81,18 +81,24 @@ def scrub(log: StepLog, job: ImageJob, loaded: Loaded, defaced, settings: RunSet
             deidentifier=Deidentifier(hash_key=load_hash_key(settings.hash_key_file)).for_subject(subject))
 
 
-def quality_control(log: StepLog, job: ImageJob, loaded: Loaded, defaced, found: Found, counts: dict) -> dict:
-    """Renders, face check and brain check; the QC gate refuses an image on which a face remains."""
-    from bids_deface.qc import qc_failed, run_qc
+def quality_control(log: StepLog, job: ImageJob, loaded: Loaded, defaced, found: Found, counts: dict,
+                    settings: RunSettings | None = None) -> dict:
+    """Renders, face, ear and brain checks; the QC gate refuses an image on which a face or an
+    ear remains, unless the run's ``--qc-override`` releases that check (recorded in ``override``)."""
+    from bids_deface.qc import refusal_reasons, run_qc
 
     with log.step("qc"):
         result = run_qc(loaded.img, defaced, found.labels, Path(job.qc_figures_dir), job.stem)
     with log.step("qc-gate"):
+        released = set(settings.qc_override if settings else ())
+        result["override"] = sorted({r["check"] for r in result["refusals"]} & released)
         if job.qc_json:  # the curator's report: names and numbers only
             write_json_atomic(Path(job.qc_json), {**result, "distorted_voxels": counts,
                                                   "feature_confidence": found.detection.confidence})
-        if qc_failed(result):
-            raise ImageRefused(f"{log.name}: not written, QC still finds a face: " + "; ".join(result["failures"]))
+        reasons = refusal_reasons(result, released)
+        if reasons:
+            raise ImageRefused(f"{log.name}: not written: " + "; ".join(reasons)
+                               + " (see the QC report; --qc-override releases such an image)")
     return result
 
 
@@ -146,7 +152,7 @@ def deface_one(job: ImageJob, settings: RunSettings) -> tuple[str, str]:
         found = detect(log, loaded, settings)
         defaced, counts = distort(log, job, loaded, found, settings)
         scrubbed = scrub(log, job, loaded, defaced, settings)
-        qc = quality_control(log, job, loaded, scrubbed[0], found, counts) if settings.qc else None
+        qc = quality_control(log, job, loaded, scrubbed[0], found, counts, settings) if settings.qc else None
         write(log, job, settings, scrubbed, found, counts, qc)
     except Exception:  # recorded by the step that raised it
         pass

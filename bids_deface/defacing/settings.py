@@ -19,18 +19,21 @@ class RunSettings:
     policy_file: str | None = None  # user metadata policy
     hash_key_file: str | None = None  # key of the metadata 'hash' method
     qc: bool = False  # renders, face check, brain check, and the QC gate
+    qc_override: tuple[str, ...] = ()  # QC checks ("face", "ears") whose finding does not refuse (--qc-override)
     allow_partial: bool = False  # deface with what was found when a feature cannot be shown gone
     threads: int = 1  # for the detector network
     vault_dir: str | None = None  # encrypted entries of what was removed (bids_deface.vault)
     vault_recipients: tuple[str, ...] = ()  # public keys (PEM) of those who may restore
 
     def as_dict(self) -> dict:
-        return {**asdict(self), "features": list(self.features), "vault_recipients": list(self.vault_recipients)}
+        return {**asdict(self), "features": list(self.features), "vault_recipients": list(self.vault_recipients),
+                "qc_override": list(self.qc_override)}
 
     @classmethod
     def from_dict(cls, data: dict) -> "RunSettings":
         return cls(**{**data, "features": tuple(data.get("features", FEATURES)),
-                      "vault_recipients": tuple(data.get("vault_recipients", ()))})
+                      "vault_recipients": tuple(data.get("vault_recipients", ())),
+                      "qc_override": tuple(data.get("qc_override", ()))})
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,16 @@
-"""Quality control: proof that the face is gone and the brain is not.
+"""Quality control: proof that the face and the ears are gone and the brain is not touched.
 
-For each defaced image, :func:`run_qc` writes before/after 3D renders and slice overlays,
-scores every render with offline face detectors, and counts the voxels changed inside a
-brain mask registered from a template. :func:`write_participant_report` and
-:func:`write_group_index` turn the results into self-contained HTML.
+For each defaced image, :func:`run_qc` writes before/after 3D renders, the ears' profile outlines
+and slice overlays, scores every render with offline face detectors, measures what is left of the
+ears (:mod:`.ears`), and counts the voxels changed inside a brain mask registered from a template.
 
-Policy: an image on which a detector still finds a face after defacing, on a render between
-−45° and +45° of yaw, *fails* (``result["failed"]``; the app exits non-zero) unless the face
-check is turned off; a face read in a pure profile (±90°) after defacing, changed
-brain voxels, and an original on which no face was found (so the check proves little), are
-*flagged* for a curator (``result["flags"]``).
+The rule (README, "One verdict per image", says it to users): an image is **refused** (not
+written) when, after defacing, any detector finds a face on any render, at any yaw from the left
+profile to the right profile (check ``face``), or an ear is left (check ``ears``: its outline in
+the profile renders, or too little of the detected ears distorted), unless the run releases that
+check with ``--qc-override`` (recorded in the image's sidecar and record). Changed brain voxels, an
+implausible brain mask, and an original on which no face or no ear outline was found (so the check
+proves little) are **flagged** for a curator.
 """
 
 from __future__ import annotations
@@ -22,15 +23,14 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from .brainmask import brain_mask, brain_voxels_changed
+from .ears import ear_check, ear_figure, ears_left, profile_renders
 from .facecheck import DETECTORS, THRESHOLDS, face_detected, face_scores, faces_found
 from .overlay import brain_figure, labels_figure
-from .render import VIEWS, ras_volume, render_setup, render_views
-from .report import write_group_index, write_participant_report
+from .render import VIEWS, ras_volume, render_setup, render_views, view_title
 
-# views whose face detection after defacing fails the image (yaw within ±45°)
-GATED_VIEWS = frozenset({"left45", "frontal", "right45"})
+CHECKS = ("face", "ears")  # what QC can refuse an image for (and --qc-override release)
 
-__all__ = ["run_qc", "qc_failed", "figure_name", "write_participant_report", "write_group_index"]
+__all__ = ["run_qc", "qc_failed", "refusal_reasons", "figure_name", "CHECKS"]
 
 
 def figure_name(stem: str, desc: str, ext: str = ".png") -> str:
@@ -72,6 +72,44 @@ def _suffix(stem: str) -> str:
     return Path(stem).name.split("_")[-1]
 
 
+def _face_check(before: dict, after: dict, setup, enabled: bool) -> dict:
+    face: dict = {"enabled": enabled, "views": dict(VIEWS), "thresholds": dict(THRESHOLDS),
+                  "render_threshold": setup.threshold, "pixel_mm": setup.pixel_mm}
+    if enabled:
+        face["before"] = face_scores(before, DETECTORS)
+        face["after"] = face_scores(after, DETECTORS)
+        face["found_before"] = faces_found(face["before"])
+        face["found_after"] = faces_found(face["after"])
+    return face
+
+
+def _face_reasons(face: dict) -> list[str]:
+    found = face.get("found_after") or {}
+    if not found:
+        return []
+    where = "; ".join(f"{det} on the {', '.join(view_title(VIEWS[v]) for v in views)} "
+                      f"(best {max(face['after'][det][v] for v in views):.2f} >= {THRESHOLDS[det]:g})"
+                      for det, views in found.items())
+    return [f"a face is still detected after defacing: {where}"]
+
+
+def _judge(face: dict, ears: dict, changed: int, litres: float) -> tuple[list[dict], list[str]]:
+    """(refusals as {check, reason}, flags for a curator) of one image's measurements."""
+    refusals = [{"check": "face", "reason": r} for r in _face_reasons(face)]
+    refusals += [{"check": "ears", "reason": r} for r in ears_left(ears)]
+    flags = []
+    if face["enabled"] and not face_detected(face["before"]):
+        flags.append("no detector found a face on the original renders, so the face check proves little")
+    if not ears["seen_before"]:
+        flags.append("no ear outline in the original's profile renders, so the ear outline check proves little")
+    if changed:
+        flags.append(f"{changed} voxels changed inside the brain mask")
+    if not 0.8 < litres < 2.5:  # adult intracranial volumes lie within ~1.1-1.9 l
+        flags.append(f"the registered brain mask holds {litres:.2f} l, implausible for a brain: "
+                     "registration doubtful, brain preservation not shown")
+    return refusals, flags
+
+
 def run_qc(original: nib.Nifti1Image, defaced: nib.Nifti1Image, labels: nib.Nifti1Image,
            figures_dir: Path, stem: str, *, face_check: bool = True) -> dict:
     """Check one defaced image against its original; write its figures.
@@ -79,85 +117,65 @@ def run_qc(original: nib.Nifti1Image, defaced: nib.Nifti1Image, labels: nib.Nift
     Inputs: the original and defaced images (same grid), the feature label image (same grid),
     the folder for figures, the source image's name without extension (``sub-01_T1w``), and
     whether to run the face detectors.
-    Writes ``figures_dir/<entities>_desc-{render,facialfeatures,brainmask}_<suffix>.png``.
+    Writes ``figures_dir/<entities>_desc-{render,ears,facialfeatures,brainmask}_<suffix>.png``.
     Returns a JSON-serialisable dict: ``face_check`` (scores per detector and view, before and
-    after, thresholds), ``face_detected_after`` (None when the check is off),
-    ``face_detected_before``, ``brain_voxels_changed``, ``brain_mask_voxels``,
-    ``brain_mask_method``, ``figures`` (paths), ``failed``, ``failures``, ``flags``,
-    ``seconds``, ``seconds_per_view``.
+    after, thresholds), ``ears`` (:func:`.ears.ear_check`), ``face_detected_after`` (None when
+    the check is off), ``face_detected_before``, ``ears_left``, ``brain_voxels_changed``,
+    ``brain_mask_voxels``, ``brain_mask_litres``, ``brain_mask_method``, ``figures`` (paths),
+    ``refusals`` (``{"check": "face" | "ears", "reason"}``), ``failed``, ``failures`` (the
+    reasons), ``flags``, ``seconds``, ``seconds_per_view``.
     """
     t0 = time.perf_counter()
     figures_dir = Path(figures_dir)
     figures_dir.mkdir(parents=True, exist_ok=True)
-    names = {k: figure_name(stem, d) for k, d in (("render", "render"), ("labels", "facialfeatures"), ("brain", "brainmask"))}
-
-    vol_before = ras_volume(original)
+    names = {k: figure_name(stem, d) for k, d in (("render", "render"), ("ears", "ears"),
+                                                    ("labels", "facialfeatures"), ("brain", "brainmask"))}
+    vol_before, vol_after = ras_volume(original), ras_volume(defaced)
     setup = render_setup(vol_before)  # one threshold and camera for both
     t_render = time.perf_counter()
-    before = render_views(vol_before, setup)
-    after = render_views(defaced, setup)
+    before, after = render_views(vol_before, setup), render_views(vol_after, setup)
     seconds_per_view = (time.perf_counter() - t_render) / (2 * len(VIEWS))
+    face = _face_check(before, after, setup, face_check)
+    _render_figure(before, after, face.get("found_after", {})).save(figures_dir / names["render"])
 
-    face: dict = {"enabled": face_check, "views": dict(VIEWS), "thresholds": dict(THRESHOLDS),
-                  "render_threshold": setup.threshold, "pixel_mm": setup.pixel_mm}
-    found_after: dict[str, list[str]] = {}
-    if face_check:
-        face["before"] = face_scores(before, DETECTORS)
-        face["after"] = face_scores(after, DETECTORS)
-        found_after = faces_found(face["after"])
-        face["found_before"] = faces_found(face["before"])
-        face["found_after"] = found_after
-    _render_figure(before, after, found_after).save(figures_dir / names["render"])
+    profiles_before, profiles_after = profile_renders(vol_before, setup), profile_renders(vol_after, setup)
+    ears = ear_check(profiles_before, profiles_after, original, defaced, labels)
+    ear_figure(profiles_before, profiles_after).save(figures_dir / names["ears"])
     labels_figure(original, labels).save(figures_dir / names["labels"])
 
     bm = brain_mask(original, _suffix(stem))
     changed = brain_voxels_changed(original, defaced, bm.mask)
     brain_figure(defaced, bm.mask, original).save(figures_dir / names["brain"])
-
-    failures, flags = [], []
-    detected_before = face_detected(face["before"]) if face_check else None
-    # the pass/fail gate looks at the views face recognition works on (frontal to ±45°);
-    # a detector firing on a pure profile is flagged for the curator to look at
-    gated = {d: [v for v in views if v in GATED_VIEWS] for d, views in found_after.items()}
-    gated = {d: v for d, v in gated.items() if v}
-    profiles = {d: [v for v in views if v not in GATED_VIEWS] for d, views in found_after.items()}
-    profiles = {d: v for d, v in profiles.items() if v}
-    detected_after = bool(gated) if face_check else None
-    if face_check:
-        face["gated_views"] = sorted(GATED_VIEWS)
-    if gated:
-        where = "; ".join(f"{d} on {', '.join(v)}" for d, v in gated.items())
-        failures.append(f"{stem}: a face is still detected after defacing ({where})")
-    if profiles:
-        where = "; ".join(f"{d} on {', '.join(v)}" for d, v in profiles.items())
-        flags.append(f"{stem}: a detector reads a face in a profile render after defacing ({where}); look at it")
-    if face_check and not detected_before:
-        flags.append(f"{stem}: no detector found a face on the original renders, so the face check proves little")
-    if changed:
-        flags.append(f"{stem}: {changed} voxels changed inside the brain mask")
     litres = float(bm.mask.sum() * np.prod(np.abs(original.header.get_zooms()[:3]))) / 1e6
-    if not 0.8 < litres < 2.5:  # adult intracranial volumes lie within ~1.1-1.9 l
-        flags.append(f"{stem}: the registered brain mask holds {litres:.2f} l, implausible for a brain: "
-                     "registration doubtful, brain preservation not shown")
+    refusals, flags = _judge(face, ears, changed, litres)
     return {
         "image": stem,
         "face_check": face,
-        "face_detected_after": detected_after,
-        "face_detected_before": detected_before,
+        "ears": ears,
+        "face_detected_after": face_detected(face["after"]) if face_check else None,
+        "face_detected_before": face_detected(face["before"]) if face_check else None,
+        "ears_left": any(r["check"] == "ears" for r in refusals),
         "brain_voxels_changed": changed,
         "brain_mask_voxels": int(bm.mask.sum()),
         "brain_mask_litres": round(litres, 3),
         "brain_mask_method": bm.method,
         "brain_mask_template": bm.template,
         "figures": {k: str(figures_dir / n) for k, n in names.items()},
-        "failed": bool(failures),
-        "failures": failures,
+        "refusals": refusals,
+        "failed": bool(refusals),
+        "failures": [r["reason"] for r in refusals],
         "flags": flags,
         "seconds": round(time.perf_counter() - t0, 2),
         "seconds_per_view": round(seconds_per_view, 3),
     }
 
 
-def qc_failed(result: dict) -> bool:
-    """True when QC says the image must not be released (a face still detected after defacing)."""
-    return bool(result.get("failed"))
+def refusal_reasons(result: dict, override=()) -> list[str]:
+    """The reasons QC refuses the image for, less the checks ``override`` releases."""
+    return [r["reason"] for r in result.get("refusals", []) if r["check"] not in set(override)]
+
+
+def qc_failed(result: dict, override=()) -> bool:
+    """True when QC says the image must not be released: a face or an ear is left after
+    defacing, and ``override`` (the checks ``--qc-override`` releases) does not release it."""
+    return bool(refusal_reasons(result, override))

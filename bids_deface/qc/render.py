@@ -22,10 +22,21 @@ import cv2
 import nibabel as nib
 import numpy as np
 
-from ..features.geometry import as_3d, otsu_threshold, robust_range, to_ras
+from ..features.geometry import air_threshold, as_3d, to_ras
 
 # camera yaw in degrees: positive turns the camera towards the subject's right (+x in RAS)
 VIEWS: dict[str, float] = {"left": -90.0, "left45": -45.0, "frontal": 0.0, "right45": 45.0, "right": 90.0}
+
+
+def view_title(yaw: float, pitch: float = 0.0) -> str:
+    """How reports name a view: ``frontal``, ``right 45°``, ``left profile``, ``right profile, chin down 20°``."""
+    side = "right" if yaw > 0 else "left"
+    name = "frontal" if yaw == 0 else (f"{side} profile" if abs(yaw) == 90 else f"{side} {abs(yaw):g}°")
+    if pitch:
+        name += f", chin {'down' if pitch > 0 else 'up'} {abs(pitch):g}°"
+    return name
+
+
 CANVAS = 256  # pixels; one fixed size, so one face-detector network serves every render
 MAX_TILT_DEG = 10.0
 ZOOM = 0.85
@@ -76,15 +87,10 @@ def ras_volume(img: nib.spatialimages.SpatialImage) -> RasVolume:
 
 
 def surface_threshold(data: np.ndarray) -> float:
-    """Iso-surface level for the skin: half the Otsu level of the robustly clipped image.
-
-    Otsu alone splits air+dark tissue from bright tissue and opens holes where skin is faint
-    (T2w, lips); half of it keeps the whole skin without lifting air noise (checked on the
-    T1w and T2w heads of DATA.md).
-    """
-    lo, hi = robust_range(data)
-    sample = np.clip(data.ravel()[::5], lo, hi)
-    return float(lo + 0.5 * (otsu_threshold(sample) - lo))
+    """Iso-surface level for the skin: the head's one air/skin threshold
+    (:func:`bids_deface.features.geometry.air_threshold`), so that a render shows the surface
+    that the detector and the distortions work on."""
+    return air_threshold(data)
 
 
 def render_setup(original: nib.spatialimages.SpatialImage | RasVolume) -> RenderSetup:

@@ -1,13 +1,15 @@
-"""The group summary: one row per image (status, features found, voxels distorted, errors), as TSV and HTML.
+"""The group summary: one row per image (its verdict, the reason, features found, voxels distorted,
+QC's findings), as TSV (for tools) and HTML (for people: sortable, filterable by verdict, a
+thumbnail of each defaced image); and the curator's QC reports from the same records.
 
 Reads the per-image records that the participant level leaves in ``logs/images/`` and lists
-the selected images of the input dataset that have none as ``not processed``.
+the selected images of the input dataset that have none as ``not processed``. The verdict is the
+record's: the one the participant level's CLI line and exit status gave.
 """
 
 from __future__ import annotations
 
 import csv
-import html
 import io
 import json
 import logging
@@ -16,6 +18,7 @@ from pathlib import Path
 from bids_deface.dataset.naming import parse_name, strip_extension
 from bids_deface.dataset.select import FaceImage
 from bids_deface.features import FEATURES
+from bids_deface.reports.templating import png_uri, render, verdict_counts, write_html
 
 LOGGER = logging.getLogger("bids_deface")
 SUMMARY_TSV = "group_summary.tsv"
@@ -25,7 +28,8 @@ COLUMNS = (
     *(f"{f}_found" for f in FEATURES),
     *(f"{f}_voxels" for f in FEATURES),
     *(f"{f}_confidence" for f in FEATURES),
-    "face_detected_after", "brain_voxels_changed", "features", "warnings", "error", "output",
+    "face_detected_after", "ears_left_after", "brain_voxels_changed", "qc_override", "features", "warnings",
+    "error", "output",
 )
 
 
@@ -61,7 +65,9 @@ def summary_rows(records: dict[str, dict], images: list[FaceImage] | None = None
             "error": record.get("Error", ""),
             "output": record.get("Outputs", {}).get("image", ""),
             "face_detected_after": _yes_no(prov.get("QC", {}).get("FaceDetectedAfter")),
+            "ears_left_after": _yes_no(prov.get("QC", {}).get("EarsLeft")),
             "brain_voxels_changed": prov.get("QC", {}).get("BrainVoxelsChanged", ""),
+            "qc_override": " ".join(prov.get("QC", {}).get("Override", [])),
         }
         for feature in FEATURES:
             row[f"{feature}_found"] = prov.get("DetectedComponents", {}).get(feature, "")
@@ -92,49 +98,75 @@ def summary_tsv(rows: list[dict]) -> str:
     return out.getvalue()
 
 
-_STATUS_COLOURS = {"defaced": "#d4edda", "refused": "#fff3cd", "failed": "#f8d7da",
-                   "not processed": "#e2e3e5"}
+def _thumbnail(output_dir: Path | None, row: dict) -> tuple[str | None, str]:
+    """(data: URI of the defaced output's render, or None; why there is none)."""
+    if row["status"] != "defaced":
+        return None, "not written"
+    if output_dir is None or not row.get("output"):
+        return None, "no output named"
+    path = (Path(output_dir) / row["output"]).resolve()
+    if Path(output_dir).resolve() not in path.parents or not path.is_file():
+        return None, "output missing"
+    from bids_deface.reports.thumbnail import thumbnail_png
+
+    try:
+        return png_uri(thumbnail_png(path)), ""
+    except Exception as exc:  # an output that cannot be rendered: say so, summarise the rest
+        LOGGER.warning("%s: no thumbnail (%s)", row["output"], type(exc).__name__)
+        return None, "cannot be rendered"
 
 
-def summary_html(rows: list[dict], title: str) -> str:
-    counts: dict[str, int] = {}
-    for row in rows:
-        counts[row["status"]] = counts.get(row["status"], 0) + 1
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
-    body = []
-    for row in rows:
-        colour = _STATUS_COLOURS.get(row["status"], "#ffffff")
-        cells = "".join(f"<td>{html.escape(str(row.get(c, '')))}</td>" for c in COLUMNS)
-        body.append(f'<tr style="background:{colour}">{cells}</tr>')
-    tally = ", ".join(f"{n} {html.escape(status)}" for status, n in sorted(counts.items()))
-    return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f"<title>{html.escape(title)}</title>"
-        "<style>body{font-family:sans-serif;margin:1em}table{border-collapse:collapse;font-size:0.85em}"
-        "td,th{border:1px solid #999;padding:2px 6px;text-align:left}th{background:#eee}</style></head>\n"
-        f"<body><h1>{html.escape(title)}</h1>\n<p>{len(rows)} image(s): {tally}.</p>\n"
-        f"<table><thead><tr>{head}</tr></thead><tbody>\n" + "\n".join(body) + "\n</tbody></table>\n"
-        "<p>Voxel counts are the voxels each distortion changed; confidence is the detector's mean "
-        "probability inside each feature.</p></body></html>\n"
-    )
+def _html_row(row: dict, output_dir: Path | None) -> dict:
+    thumb, no_thumb = _thumbnail(output_dir, row)
+    notes = [f"Released with --qc-override {row['qc_override']}: QC's findings were overridden."] if row.get(
+        "qc_override") else []
+    notes += [w for w in row["warnings"].split("; ") if w]
+    face = row["face_detected_after"]
+    if row["ears_left_after"] == "yes":
+        face = f"{face}, ear left" if face else "ear left"
+    return {"status": row["status"], "image": row["image"], "thumb": thumb, "no_thumb": no_thumb,
+            "reason": row["error"], "notes": notes, "face_after": face, "brain_changed": row["brain_voxels_changed"],
+            "voxels": {f: row[f"{f}_voxels"] for f in FEATURES},
+            "confidence": {f: row[f"{f}_confidence"] for f in FEATURES}}
+
+
+def summary_html(rows: list[dict], title: str, output_dir: Path | None = None) -> str:
+    """The group summary page; with ``output_dir``, a thumbnail of each defaced output in it."""
+    views = [_html_row(row, output_dir) for row in rows]
+    return render("group_summary.html.j2", title=title, rows=views, features=list(FEATURES),
+                  counts=verdict_counts([row["status"] for row in rows]))
+
+
+def qc_entry(result: dict | None, record: dict, stem: str) -> dict:
+    """One image for the QC reports: its QC result (None when QC did not get to it) and what its
+    record says (the verdict, the reason, the override, what defacing did)."""
+    entry = dict(result) if result else {"image": stem}
+    prov = record.get("Provenance", {})
+    entry["status"] = record.get("Status", "not processed")
+    if record.get("Error"):
+        entry["error"] = record["Error"]
+    entry["override"] = list(prov.get("QC", {}).get("Override", entry.get("override", [])))
+    for key, field in (("distorted_voxels", "VoxelCounts"), ("feature_confidence", "DetectorConfidence"),
+                       ("feature_parts", "DetectedComponents"), ("scrubbed_keys", "ScrubbedSidecarKeys")):
+        if field in prov:
+            entry[key] = prov[field]
+    return entry
 
 
 def write_qc_reports(qc_dir: Path, output_dir: Path, participants=None) -> list[Path]:
     """``sub-<label>.html`` for each participant (those given, or all) and ``index.html``, in
-    ``qc_dir``, from the QC results there and the per-image records (for errors)."""
-    from bids_deface.qc import write_group_index, write_participant_report
+    ``qc_dir``, from the QC results there and the per-image records (the verdicts)."""
+    from bids_deface.reports.participant import write_group_index, write_participant_report
 
     entries: dict[str, list[dict]] = {}
     for relpath, record in read_records(output_dir).items():
         pairs, _ = _entities(relpath)
         subject, stem = pairs.get("sub", ""), strip_extension(Path(relpath).name)
         result = qc_dir / f"sub-{subject}" / f"{stem}_qc.json"
-        entry = json.loads(result.read_text()) if result.is_file() else {"image": stem}
-        if record.get("Error"):
-            entry["error"] = record["Error"]
-        elif not result.is_file():
+        if not result.is_file() and not record.get("Error"):
             continue  # defaced by a run without QC
-        entries.setdefault(subject, []).append(entry)
+        qc = json.loads(result.read_text()) if result.is_file() else None
+        entries.setdefault(subject, []).append(qc_entry(qc, record, stem))
     written, rows = [], []
     for subject, images in sorted(entries.items()):
         report = qc_dir / f"sub-{subject}.html"

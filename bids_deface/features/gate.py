@@ -130,14 +130,14 @@ def _plausibility_problems(c: dict[str, list[np.ndarray]]) -> list[str]:
     return out
 
 
-def _no_face_reason(loc: Localisation) -> str:
-    reason = "no eyes, nose or ears found: not a head with its face in the field of view"
+def _what_it_may_be(loc: Localisation) -> str:
+    """A curator's hint, when the image is no head with a face in the template's sense."""
     structured = loc.registration.mutual_information >= QUALITY["min_mutual_information"]
     if loc.head_litres < BRAIN_SIZED_LITRES and structured:
-        reason += f" (the image holds {loc.head_litres:.1f} l of tissue, a brain's volume: skull-stripped?)"
-    elif not loc.registration.sound:
-        reason += " (nor does the template head fit it: a phantom, or not a head?)"
-    return reason
+        return f" (the image holds {loc.head_litres:.1f} l of tissue, a brain's volume: skull-stripped?)"
+    if not loc.registration.sound:
+        return " (a phantom, or not a head?)" if not structured else ""
+    return ""
 
 
 def _account(parts: list[Part], sound: bool, confirmed: bool) -> None:
@@ -208,13 +208,15 @@ def _problems(detection, found, loc: Localisation, parts: dict[str, list[Part]],
     """(problems that always refuse, problems that refuse unless partial defacing is allowed)."""
     reg, always = loc.registration, []
     if not any(found.values()):
-        always.append(_no_face_reason(loc))
+        always.append("no eyes, nose or ears found: not a head with its face in the field of view"
+                      + _what_it_may_be(loc))
     always += _orientation_problems(found)
     if loc.header_mismatch and not always:
         always.append(f"the template head fits only with the data flipped {loc.header_mismatch}: the data "
                       "disagree with the orientation header")
     if not reg.sound and not always:
-        always.append("the template head does not register soundly onto the image: " + "; ".join(reg.failures))
+        always.append("the template head does not register soundly onto the image" + _what_it_may_be(loc)
+                      + ": " + "; ".join(reg.failures))
     always += [f"{p.region.name}: the detector and the registered template disagree by {p.agreement_mm:.0f} mm "
                f"(tolerance {TOLERANCE_MM[f]:.0f} mm)" for f in features for p in parts[f] if p.source == "disagrees"]
     partial = _plausibility_problems(found)

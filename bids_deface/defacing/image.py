@@ -1,4 +1,5 @@
-"""One image's journey, in memory: load → detect → distort → scrub → (QC → QC gate →) write.
+"""One image's journey, in memory: load → detect → localise → gate → distort → scrub → (QC → QC gate →)
+write.
 
 Each step is its own function and records its own outcome in the image's step log
 (:class:`~.steps.StepLog`); a step that refuses raises :class:`~.steps.ImageRefused`, and nothing
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
+import numpy as np
 
 from bids_deface.dataset.atomic import write_json_atomic
 from bids_deface.dataset.outputs import write_defaced
@@ -33,8 +35,10 @@ class Loaded:
 @dataclass
 class Found:
     detection: object  # bids_deface.features.detect.FeatureDetection (RAS grid)
-    labels_ras: nib.Nifti1Image  # what to distort, RAS grid
-    labels: nib.Nifti1Image  # the same on the input's grid (written as the dseg)
+    localisation: object = None  # bids_deface.features.template.Localisation (RAS grid)
+    decision: object = None  # bids_deface.features.gate.Decision: what to distort and protect
+    labels_ras: nib.Nifti1Image | None = None  # what to distort, RAS grid
+    labels: nib.Nifti1Image | None = None  # the same on the input's grid (written as the dseg)
 
 
 def load(log: StepLog, job: ImageJob) -> Loaded:
@@ -52,19 +56,49 @@ def detect(log: StepLog, loaded: Loaded, settings: RunSettings) -> Found:
         from bids_deface.features.detect import detect_features
         from bids_deface.features.inference import load_network
 
-        detection = detect_features(loaded.ras, network=load_network(threads=settings.threads))
-        if not any(detection.components.get(f, 0) for f in ("eyes", "nose", "ears")):
-            raise ImageRefused(f"{log.name}: no head with a face found (no eyes, nose or ears detected); "
-                               "is it a head image with the face in the field of view?")
-        return Found(detection, detection.labels, restore_labels(detection.labels, loaded.img))
+        return Found(detect_features(loaded.ras, network=load_network(threads=settings.threads)))
+
+
+def localise(log: StepLog, job: ImageJob, loaded: Loaded, found: Found) -> None:
+    """The second, independent localisation: the template head registered onto the image."""
+    with log.step("localise"):
+        from bids_deface.features.template import localise as localise_template
+
+        found.localisation = localise_template(loaded.ras, contrast=job.suffix)
+
+
+def gate(log: StepLog, loaded: Loaded, found: Found, settings: RunSettings) -> None:
+    """Fail closed: every selected feature found and agreed on, or shown outside the field of view."""
+    with log.step("gate"):
+        from bids_deface.features.gate import decide
+
+        decision = decide(found.detection, found.localisation, loaded.ras, features=tuple(settings.features),
+                          allow_partial=settings.allow_partial)
+        if not decision.defaced:
+            raise ImageRefused(f"{log.name}: {decision.reason}")
+        found.decision = decision
+        found.labels_ras = nib.Nifti1Image(decision.labels, loaded.ras.affine)
+        found.labels = restore_labels(found.labels_ras, loaded.img)
 
 
 def distort(log: StepLog, job: ImageJob, loaded: Loaded, found: Found, settings: RunSettings):
+    """The operators, then the brain guard: no voxel of the protect mask keeps a changed value."""
     with log.step("distort"):
         from bids_deface.distort import deface_image
+        from bids_deface.features.brainguard import smallest_distance_mm
+        from bids_deface.images import image_from_unscaled, stored_data
 
         defaced, counts = deface_image(loaded.ras, found.labels_ras, features=tuple(settings.features),
-                                       seed=job.seed, **settings.margins)
+                                       seed=job.seed, **settings.margins)[:2]
+        before, after = stored_data(loaded.ras), np.array(stored_data(defaced))
+        protect = found.decision.protect.reshape(after.shape)
+        guard = found.decision.provenance.setdefault("brain_guard", {})
+        guard["voxels_kept_by_the_guard"] = int((after[protect] != before[protect]).sum())
+        after[protect] = before[protect]
+        changed = (after != before).reshape(before.shape[:3])
+        guard["smallest_distance_to_brain_mm"] = smallest_distance_mm(changed, found.localisation.brain,
+                                                                      loaded.ras.affine)
+        defaced = image_from_unscaled(after, loaded.ras)
         return restore_grid(defaced, loaded.img), {k: int(v) for k, v in counts.items()}
 
 
@@ -109,7 +143,7 @@ def write(log: StepLog, job: ImageJob, settings: RunSettings, scrubbed: tuple, f
     prov = provenance(source_relpath=job.relpath, features=settings.features, seed=job.seed,
                       model_sha256=det.model_sha256, voxel_counts=counts, confidence=det.confidence,
                       components=det.components, warnings=det.warnings, removed_keys=removed,
-                      cleared_fields=cleared, qc=qc)
+                      cleared_fields=cleared, qc=qc, fail_closed=found.decision.provenance)
     with log.step("write"):
         record = write_defaced(settings.output_dir, job.outputs, job.relpath, img, found.labels, metadata, prov)
         if settings.vault_dir:
@@ -138,7 +172,8 @@ def seal_in_vault(job: ImageJob, settings: RunSettings, written: dict) -> None:
 
 def image_steps(settings: RunSettings) -> tuple[str, ...]:
     """The names of the steps an image goes through, in order."""
-    return ("load", "detect", "distort", "scrub") + (("qc", "qc-gate") if settings.qc else ()) + ("write",)
+    return ("load", "detect", "localise", "gate", "distort", "scrub") + (("qc", "qc-gate") if settings.qc else ()) \
+        + ("write",)
 
 
 def deface_one(job: ImageJob, settings: RunSettings) -> tuple[str, str]:
@@ -150,6 +185,8 @@ def deface_one(job: ImageJob, settings: RunSettings) -> tuple[str, str]:
     try:
         loaded = load(log, job)
         found = detect(log, loaded, settings)
+        localise(log, job, loaded, found)
+        gate(log, loaded, found, settings)
         defaced, counts = distort(log, job, loaded, found, settings)
         scrubbed = scrub(log, job, loaded, defaced, settings)
         qc = quality_control(log, job, loaded, scrubbed[0], found, counts, settings) if settings.qc else None

@@ -23,7 +23,9 @@ CORE = ("features", "distort.py", "images.py", "metadata", "vault", "dicom", "qc
 DISTRIBUTIONS = {"bids": "pybids", "cv2": "opencv-python", "PIL": "pillow", "yaml": "pyyaml", "dlib": "dlib-bin",
                  "sklearn": "scikit-learn", "Crypto": "pycryptodome", "jinja2": "Jinja2", "dateutil": "python-dateutil",
                  "face_recognition_models": "face-recognition-models", "bids_validator": "bids-validator-deno",
-                 "pylibjpeg": "pylibjpeg", "gdcm": "python-gdcm", "presidio_analyzer": "presidio-analyzer"}
+                 "pylibjpeg": "pylibjpeg", "gdcm": "python-gdcm", "presidio_analyzer": "presidio-analyzer",
+                 "spellchecker": "pyspellchecker", "stdnum": "python-stdnum", "jpeg_ls": "pyjpegls",
+                 "openjpeg": "pylibjpeg-openjpeg", "libjpeg": "pylibjpeg-libjpeg", "rle": "pylibjpeg-rle"}
 
 
 def modules() -> list[Path]:

@@ -166,14 +166,17 @@ def table_rows(opts, settings: Deidentification) -> list[str]:
 
 
 def participant_values(wf, by_name: dict, settings: Deidentification, sources: dict) -> None:
-    """Give each image's node its participant's removed values and reference time (``by_name``:
-    node name -> image as the output names it; ``sources``: its relpath -> the input image)."""
-    for name, image in by_name.items():
-        values = scrub_inputs(settings, sources[image.relpath])
+    """Give each image's job its participant's removed values and reference time (``by_name``:
+    the workflow's node names; ``sources``: output relpath -> the input image). A node holds one
+    image's job (``job``) or a session's (``jobs``); jobs are matched by their ``relpath``."""
+    def with_values(job: dict) -> dict:
+        values = scrub_inputs(settings, sources[job["relpath"]]) if job.get("relpath") in sources else {}
         values.pop("hash_key_file", None)  # in the run's settings
-        node = wf.get_node(name)
-        if hasattr(node, "inputs") and hasattr(node.inputs, "job"):  # one node per image
-            node.inputs.job = {**node.inputs.job, **values}
-        elif hasattr(node, "get_node") and node.get_node("scrub") is not None:  # a workflow per image
-            for key, value in scrub_inputs(settings, sources[image.relpath]).items():
-                setattr(node.get_node("scrub").inputs, key, value)
+        return {**job, **values}
+
+    for name in by_name:
+        inputs = wf.get_node(name).inputs
+        if hasattr(inputs, "job"):
+            inputs.job = with_values(dict(inputs.job))
+        elif hasattr(inputs, "jobs"):
+            inputs.jobs = [with_values(dict(job)) for job in inputs.jobs]

@@ -60,8 +60,27 @@ def _dump(data, tmp: Path) -> None:
     tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+# free-text fields of dataset_description.json that could mention a participant (Authors,
+# Name, License and the like are the dataset's own public statements and are kept as written)
+DESCRIPTION_TEXT = ("Acknowledgements", "HowToAcknowledge", "Funding", "EthicsApprovals")
+
+
 def description(ctx: CopyContext, src: Path, rel: str, subject, table, tmp: Path) -> None:
-    _dump(raw_description(ctx.source_desc), tmp)
+    from bids_deface.metadata import clean_text, known_patterns
+
+    desc = raw_description(ctx.source_desc)
+    patterns = known_patterns(ctx.values(None))
+    method = getattr(ctx.policy, "text_files_method", "redact")
+
+    def clean(value):
+        if isinstance(value, str):
+            return clean_text(value, method=method, deidentifier=ctx.methods(None), where=rel, patterns=patterns)[0]
+        return [clean(v) for v in value] if isinstance(value, list) else value
+
+    for key in DESCRIPTION_TEXT:
+        if key in desc:
+            desc[key] = clean(ctx.relabel.json(desc[key]))
+    _dump(desc, tmp)
 
 
 def read_text(src: Path) -> str:
@@ -112,7 +131,8 @@ def tsv(ctx: CopyContext, src: Path, rel: str, subject, table, tmp: Path) -> Non
         df = pd.read_csv(src, sep="\t", dtype=str, keep_default_na=False, na_filter=False)
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise ValueError(f"not a readable TSV table ({type(exc).__name__})") from None
-    df = df.map(ctx.relabel.text)
+    if ctx.relabel.active:
+        df = df.map(ctx.relabel.text)
     if table == "scans":
         df = _present_rows(df, ctx, ctx.relabel.path(str(Path(rel).parent.as_posix())))
     scrub_table(df, ctx.policy, tmp, kind=table, participants=ctx.participants,

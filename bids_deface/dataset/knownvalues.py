@@ -83,12 +83,11 @@ def _table_values(df: pd.DataFrame, policy, kind: str, label: str | None = None)
 
 
 def _nifti_text(path: Path) -> list[str]:
-    import nibabel as nib
-
+    from bids_deface.dataset.niftistream import header_of
     from bids_deface.metadata import NIFTI_TEXT_FIELDS
 
     try:
-        header = nib.load(path).header
+        header = header_of(path)
     except Exception:  # an unreadable image is reported by whoever copies or defaces it
         return []
     out = []
@@ -127,10 +126,11 @@ def collect_known_values(bids_dir: Path, subjects, policy, *, relabelled: bool =
     for label in subjects:
         values = known.by_subject.setdefault(label, {})
         folder = bids_dir / f"sub-{label}"
-        subject_tables = sorted([*folder.rglob("*_scans.tsv"), *folder.glob("*_sessions.tsv")])
-        for path in subject_tables:
+        readable = []
+        for path in sorted([*folder.rglob("*_scans.tsv"), *folder.glob("*_sessions.tsv")]):
             df = _read_table(path)
             if df is not None:
+                readable.append(df)
                 kind = "sessions" if path.name.endswith("_sessions.tsv") else "scans"
                 _extend(values, _table_values(df, policy, kind, label).get(label, []), "known")
         for path in sorted(folder.rglob("*.json")):
@@ -142,7 +142,6 @@ def collect_known_values(bids_dir: Path, subjects, policy, *, relabelled: bool =
             _extend(values, _nifti_text(path), NIFTI_LABEL)
         if relabelled and _label_worth_searching(label):
             _extend(values, [label], "id")
-        readable = [t for t in subject_tables if _read_table(t) is not None]
         try:
             known.references[label] = earliest_acq_time(readable) if readable else None
         except (ValueError, KeyError):

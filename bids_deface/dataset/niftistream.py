@@ -73,6 +73,16 @@ def read_header(source) -> nib.Nifti1Header:
     return header
 
 
+def header_of(path: Path):
+    """The NIfTI header (and extensions) of ``path``, read without touching the voxels; raises
+    :class:`NiftiCopyError` (or OSError) for a file that is not a readable NIfTI image."""
+    try:
+        with _open_read(Path(path)) as source:
+            return read_header(source)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise NiftiCopyError(f"truncated or corrupt compressed data ({exc})") from None
+
+
 def data_bytes(header) -> int:
     """How many voxel bytes the header says follow it."""
     shape = [int(n) for n in header.get_data_shape()]

@@ -69,10 +69,10 @@ class RawCopy:
         if rel in self.selected:
             return None
         if rel not in self._faces:
-            import nibabel as nib
+            from bids_deface.dataset.niftistream import header_of
 
             try:
-                header = nib.load(self.ctx.bids_dir / rel).header
+                header = header_of(self.ctx.bids_dir / rel)
             except Exception:  # unreadable: can_show_face fails closed
                 header = None
             verdict = can_show_face(rel, header, self.face_suffixes)
@@ -181,6 +181,7 @@ class RawCopy:
                         and strip_prefix(name, "ses") not in sessions)
 
         self.ctx.present = set()  # this participant's output files (scans.tsv keeps their rows)
+        self._faces = {}
         tables = []
         for entry in inventory.walk(self.ctx.bids_dir, top, self.root_real, self.ignore, selected_dir):
             if isinstance(entry, DatasetFile) and entry.kind in ("table", "table_sidecar"):

@@ -101,6 +101,10 @@ def _boundary(part: str) -> str:
     return rf"(?<![^\W_])(?:{re.escape(part)})(?![^\W_])"
 
 
+_PATTERN_CACHE: dict[tuple, list] = {}  # one participant's values are compiled once, not per file
+_PATTERN_CACHE_SIZE = 256
+
+
 def known_patterns(known_values) -> list[tuple[str, re.Pattern]]:
     """(category, compiled pattern) for each known value, its parts and its spellings.
 
@@ -113,6 +117,15 @@ def known_patterns(known_values) -> list[tuple[str, re.Pattern]]:
             items += [(str(label), str(v)) for v in values if v is not None]
     else:
         items = [(None, str(v)) for v in known_values if v is not None]
+    key = tuple(items)
+    if key not in _PATTERN_CACHE:
+        if len(_PATTERN_CACHE) >= _PATTERN_CACHE_SIZE:
+            _PATTERN_CACHE.pop(next(iter(_PATTERN_CACHE)))
+        _PATTERN_CACHE[key] = _compile_known(items)
+    return list(_PATTERN_CACHE[key])
+
+
+def _compile_known(items: list[tuple[str | None, str]]) -> list[tuple[str, re.Pattern]]:
     out: dict[tuple[str, str], re.Pattern] = {}
     for label, value in items:
         value = " ".join(value.split())

@@ -44,7 +44,8 @@ PY
 bin=.venv/bin
 status=0
 # With quality control: renders, face detectors and brain check; its reports show the original
-# faces, so they go to their own folder. An image QC still finds a face on is not written (exit 1).
+# faces, so they go to their own folder. An image on which QC still finds a face or an ear is
+# refused: not written (exit 1); the summary and the QC reports say why.
 "$bin/bids-deface" "$demo/bids" "$demo/derivatives" participant --qc-dir "$demo/qc" "$@" || status=$?
 "$bin/bids-deface" "$demo/bids" "$demo/derivatives" group --qc-dir "$demo/qc"
 "$bin/bids-deface" "$demo/bids" "$demo/shareable" participant --output-layout raw "$@" || status=$?
@@ -53,9 +54,9 @@ cat <<EOT
 
 demo input:                     $demo/bids
 derivative outputs:             $demo/derivatives
-  defaced image (real person):  $demo/derivatives/sub-01/ses-baseline/anat/sub-01_ses-baseline_desc-defaced_T1w.nii.gz
-  detected features:            $demo/derivatives/sub-01/ses-baseline/anat/sub-01_ses-baseline_space-T1w_desc-facialfeatures_dseg.nii.gz
-  summary:                      $demo/derivatives/group_summary.html
+  summary (verdict per image):  $demo/derivatives/group_summary.html
+  (an image QC refused is not there: its reason is in the summary and the QC report)
+defaced image (real person, no QC): $demo/shareable/sub-01/ses-baseline/anat/sub-01_ses-baseline_T1w.nii.gz
 ready-to-upload copy:           $demo/shareable
 QC reports (original faces: keep private): $demo/qc/index.html
 EOT

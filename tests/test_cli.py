@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 from pathlib import Path
 
 import nibabel as nib
@@ -16,7 +18,7 @@ import pytest
 
 from bids_deface.dataset.naming import derivative_paths, parse_name, raw_paths
 from bids_deface.dataset.provenance import generated_by
-from bids_deface.dataset.rawcopy import is_face_image
+from bids_deface.dataset.faces import can_show_face
 from bids_deface.dataset.select import FACE_SUFFIXES, FaceImage, SelectionError, load_bids_filters, load_layout, select_face_images
 from tools.heads import fetch_head
 from bids_deface.images import (
@@ -32,21 +34,137 @@ from bids_deface.images import (
 from conftest import ImageSpec, MAIN_IMAGES, build_dataset, head_image, run_cli
 
 
+def _subparsers():
+    from bids_deface.cli.parser import build_parser
+
+    parser = build_parser()
+    return parser, parser._subparsers._group_actions[0].choices
+
+
 def test_help_lists_every_subcommand_with_an_example():
+    """Each subcommand has a title line in the top-level --help and at least one example under it
+    that runs that subcommand."""
+    import shlex
+
+    from bids_deface.cli.parser import SUBCOMMANDS, bids_app_argv
+
     proc = run_cli("--help")
     assert proc.returncode == 0
-    for text in ("participant", "group", "dicom", "--version", "--plugin SLURM", "--output-layout raw",
-                 "bids-deface /data/bids /data/out group", "bids-deface dicom /data/dicom-in"):
-        assert text in proc.stdout, text
+    lines = proc.stdout.split("subcommands, with an example each:\n", 1)[1].splitlines()
+    examples: dict[str, list[str]] = {}
+    command, continued = None, False
+    for line in lines:
+        title = re.match(r"^  ([a-z]+)\s{2,}\S", line)
+        if title:
+            command = title.group(1)
+            examples[command] = []
+        elif command and (continued or line.strip().startswith("bids-deface ")):
+            text = line.strip().rstrip("\\").strip()
+            if continued:
+                examples[command][-1] += " " + text
+            else:
+                examples[command].append(text)
+        continued = line.rstrip().endswith("\\")
+    assert sorted(examples) == sorted(SUBCOMMANDS)
+    for name, found in examples.items():  # the subcommand each example runs, as the parser reads it
+        commands = [bids_app_argv(shlex.split(example)[1:])[0] for example in found]
+        assert name in commands, (name, found)
 
 
-def test_participant_help_lists_the_bids_app_options():
-    proc = run_cli("/data/bids", "/data/out", "participant", "--help")
-    assert proc.returncode == 0
-    for option in ("--participant-label", "--session-label", "--bids-filter-file", "--suffix", "--features",
-                   "--output-layout", "--work-dir", "--nprocs", "--plugin", "--plugin-args", "--seed",
-                   "--skip-bids-validation", "--keep-work"):
-        assert option in proc.stdout, option
+def test_every_option_of_every_subcommand_has_help_and_is_listed():
+    """Every option has help text, and each subcommand's --help lists each of its option strings
+    as a whole word (``--plugin`` is not found inside ``--plugin-args``)."""
+    parser, subcommands = _subparsers()
+    assert all(action.help for action in parser._actions if action.option_strings)
+    for name, sub in subcommands.items():
+        text = sub.format_help()
+        for action in sub._actions:
+            assert action.help and action.help.strip(), (name, action.option_strings or action.dest)
+            for option in action.option_strings:
+                assert re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", text), (name, option)
+    participant = {o for a in subcommands["participant"]._actions for o in a.option_strings}
+    assert {"--participant-label", "--session-label", "--bids-filter-file", "--suffix", "--features",
+            "--output-layout", "--work-dir", "--nprocs", "--plugin", "--plugin-args", "--seed",
+            "--skip-bids-validation", "--keep-work", "--qc-dir", "--qc-override"} <= participant
+
+
+def test_qc_override_names_the_checks_qc_refuses_for():
+    from bids_deface.qc import CHECKS
+
+    _, subcommands = _subparsers()
+    (action,) = [a for a in subcommands["participant"]._actions if "--qc-override" in a.option_strings]
+    assert tuple(action.choices) == CHECKS
+
+
+def _usage_errors(tmp: Path) -> list[tuple[list, str]]:
+    """(arguments, the one line expected) for every kind of usage error of every subcommand."""
+    (tmp / "in").mkdir()
+    (tmp / "a_file").write_text("not a folder")
+    (tmp / "key.pem").write_text("not a key")
+    missing, inp, out = tmp / "missing", tmp / "in", tmp / "out"
+    return [
+        ([missing, out, "participant"], f"bids_dir {missing}: no such directory"),
+        ([tmp / "a_file", out, "participant"], f"bids_dir {tmp / 'a_file'}: a file, not a folder"),
+        ([inp, inp / "out", "participant"], f"output_dir {inp / 'out'} is inside bids_dir {inp}: the input is "
+                                            "never written, choose a folder outside it"),
+        ([inp, out, "participant", "--bogus"], "unrecognized arguments: --bogus"),
+        ([inp, out, "participant", "--nprocs", "zero"], "argument --nprocs/--nthreads/--n_cpus: not a whole number: 'zero'"),
+        ([inp, out, "participant", "--features", "mouth"],
+         "argument --features: invalid choice: 'mouth' (choose from 'eyes', 'nose', 'ears')"),
+        ([inp, out, "participant", "--plugin-args", "{not json"],
+         "argument --plugin-args: not JSON (or a JSON file): '{not json' (Expecting property name enclosed in double quotes)"),
+        ([inp, out, "participant", "--qc-override", "face"],
+         "--qc-override needs --qc-dir (it releases what quality control finds)"),
+        ([missing, out, "group"], f"bids_dir {missing}: no such directory"),
+        ([inp, out, "group", "--bogus"], "unrecognized arguments: --bogus"),
+        (["check", missing, "--report-dir", tmp / "report"], f"DATASET_DIR {missing}: no such directory"),
+        (["check", inp], "the following arguments are required: --report-dir"),
+        (["check", inp, "--report-dir", tmp / "report", "--nprocs", "0"], "argument --nprocs/--nthreads/--n_cpus: "
+                                                                          "must be at least 1, got 0"),
+        (["restore", missing, inp, tmp / "restored", "--identity", tmp / "key.pem"], f"OUTPUT_DIR {missing}: no such directory"),
+        (["restore", inp, inp, tmp / "restored"], "the following arguments are required: --identity"),
+        (["keygen"], "the following arguments are required: OUT_PREFIX"),
+        (["keygen", tmp / "k", "--type", "dsa"], "argument --type: invalid choice: 'dsa' (choose from 'rsa', 'x25519')"),
+        (["keygen", tmp / "k", "--bogus"], "unrecognized arguments: --bogus"),
+        (["dicom", missing, out, "--key", "k" * 32], f"{missing}: input is not a folder"),
+        (["dicom", inp, inp / "out", "--key", "k" * 32], f"{inp / 'out'}: output folder must not be inside the input folder"),
+        (["dicom", inp, out], "no key: give --key, --key-file or set BIDS_DEFACE_DICOM_KEY"),
+        (["dicom", inp], "the following arguments are required: out_dir"),
+        (["frobnicate"], "unknown subcommand 'frobnicate': expected BIDS_DIR OUTPUT_DIR participant|group, or one of "
+                         "dicom, keygen, restore, check"),
+        (["--bogus"], "unrecognized arguments: --bogus"),
+    ]
+
+
+def test_every_usage_error_is_one_line_naming_the_problem(tmp_path, capsys, monkeypatch):
+    """The entry point itself (in this process, for speed): nothing on stdout, one line on stderr,
+    exit status 2, and nothing created."""
+    from bids_deface.cli.run import main
+
+    monkeypatch.delenv("BIDS_DEFACE_DICOM_KEY", raising=False)
+    for args, problem in _usage_errors(tmp_path):
+        listing = sorted(tmp_path.rglob("*"))
+        assert main([str(a) for a in args]) == 2, args
+        captured = capsys.readouterr()
+        assert captured.out == "" and captured.err == f"bids-deface: error: {problem} (see bids-deface --help)\n", args
+        assert sorted(tmp_path.rglob("*")) == listing, args
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any folder")
+def test_an_unreadable_bids_dir_is_one_line(tmp_path):
+    (tmp_path / "in").mkdir(mode=0o000)
+    try:
+        proc = run_cli(tmp_path / "in", tmp_path / "out", "participant")
+    finally:
+        (tmp_path / "in").chmod(0o700)
+    assert proc.returncode == 2
+    assert proc.stderr == f"bids-deface: error: bids_dir {tmp_path / 'in'}: not readable (see bids-deface --help)\n"
+
+
+def test_the_installed_command_gives_the_same_one_line(tmp_path):
+    proc = run_cli(tmp_path / "missing", tmp_path / "out", "participant", "--nprocs", "2")
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == f"bids-deface: error: bids_dir {tmp_path / 'missing'}: no such directory (see bids-deface --help)\n"
 
 
 def test_version():
@@ -90,11 +208,6 @@ def test_invalid_dataset_is_refused_unless_validation_is_skipped(tmp_path):
     assert proc.returncode == 2
     assert "not a valid BIDS dataset" in proc.stderr and "sub-01_notasuffix.txt" in proc.stderr
     assert "--skip-bids-validation" in proc.stderr
-
-
-def test_bad_plugin_args_are_refused(tmp_path):
-    proc = run_cli(tmp_path, tmp_path / "out", "participant", "--plugin-args", "{not json")
-    assert proc.returncode == 2 and "--plugin-args" in proc.stderr
 
 
 def test_workflow_names_the_detector_network_without_importing_torch():
@@ -180,14 +293,22 @@ def test_derivative_names():
 
 
 def test_raw_copy_never_takes_an_anatomical_image_as_it_is():
-    faces = set(FACE_SUFFIXES)
-    assert is_face_image("sub-01_T1w.nii.gz", faces, "sub-01/anat")
-    assert is_face_image("sub-01_FLAIR.nii", faces, "sub-01/ses-1/anat")
-    assert is_face_image("sub-01_T1w_orig.nii.gz", faces, "sub-01/anat")  # not BIDS, still a face
-    assert is_face_image("sub-01_acq-x_T2w.nii.gz", faces, "")  # by its suffix anywhere
-    assert not is_face_image("sub-01_defacemask.nii.gz", faces, "sub-01/anat")
-    assert not is_face_image("sub-01_task-rest_bold.nii.gz", faces, "sub-01/func")
-    assert not is_face_image("sub-01_T1w.json", faces, "sub-01/anat")
+    """The one rule the raw copy follows (dataset/faces.py): every anatomical image, any image with
+    a face-bearing suffix, and any image fine and large enough can show a face."""
+    def header(shape, zooms):
+        h = nib.Nifti1Header()
+        h.set_data_shape(shape)
+        h.set_zooms(zooms)
+        return h
+
+    assert can_show_face("sub-01/anat/sub-01_T1w.nii.gz")
+    assert can_show_face("sub-01/ses-1/anat/sub-01_FLAIR.nii")
+    assert can_show_face("sub-01/anat/sub-01_T1w_orig.nii.gz")  # not BIDS, still in anat
+    assert can_show_face("sub-01_acq-x_T2w.nii.gz")  # by its suffix anywhere
+    assert not can_show_face("sub-01/anat/sub-01_defacemask.nii.gz", header((176, 256, 256), (1.0, 1.0, 1.0)))
+    assert not can_show_face("sub-01/func/sub-01_task-rest_bold.nii.gz", header((64, 64, 30, 100), (3.0, 3.0, 4.0, 2.0)))
+    assert can_show_face("sub-01/fmap/sub-01_magnitude1.nii.gz", header((192, 192, 120), (1.2, 1.2, 1.5)))
+    assert can_show_face("sub-01/func/sub-01_task-rest_bold.nii.gz", None)  # header unreadable: fail closed
 
 
 def test_generated_by_names_the_container_when_run_in_one(monkeypatch):

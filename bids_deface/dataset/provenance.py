@@ -66,7 +66,7 @@ def generated_by() -> dict:
 
 def provenance(*, source_relpath: str, features, seed: int, model_sha256: str, voxel_counts: dict,
                confidence: dict, components: dict, warnings, removed_keys, cleared_fields, qc=None,
-               fail_closed=None) -> dict:
+               fail_closed=None, session=None) -> dict:
     """What was done to one image: names and numbers only, never a metadata value."""
     prov = {
         "Version": package_version(),
@@ -82,6 +82,8 @@ def provenance(*, source_relpath: str, features, seed: int, model_sha256: str, v
     }
     if fail_closed is not None:  # bids_deface.features.gate.Decision.provenance: names and numbers
         prov["FailClosed"] = fail_closed
+    if session is not None:  # bids_deface.defacing.session: the reference and the registration
+        prov["Session"] = session
     if qc is not None:  # the verdicts of bids_deface.qc.run_qc
         prov["QC"] = {
             "FaceDetectedAfter": qc.get("face_detected_after"),

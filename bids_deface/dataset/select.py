@@ -7,13 +7,14 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+import numpy as np
+
 from bids_deface.dataset.filelist import participant_labels
 from bids_deface.dataset.naming import NIFTI_EXTENSIONS, strip_extension, strip_prefix
 
 # Every anatomical suffix of the BIDS schema (1.11) whose images can show a face: the
 # non-parametric and parametric anatomical images, multi-echo/flip/inversion/MT series.
-# Only ``defacemask`` is left out. Images of other datatypes (func, dwi, fmap) are not
-# defaced: their faces are blurred beyond recognition by their resolution and distortion.
+# Only ``defacemask`` is left out.
 FACE_SUFFIXES: tuple[str, ...] = (
     "T1w", "T2w", "PDw", "T2starw", "FLAIR", "inplaneT1", "inplaneT2", "PDT2", "angio",
     "T2star", "FLASH", "PD",
@@ -22,6 +23,12 @@ FACE_SUFFIXES: tuple[str, ...] = (
     "MEGRE", "MESE", "VFA", "IRT1", "MP2RAGE", "MPM", "MTS", "MTR",
 )
 
+# Images of other datatypes that can show a face when they are fine enough (the rule of
+# bids_deface.dataset.faces): fieldmap magnitudes and phases, EPI references (one volume each).
+OTHER_FACE_SUFFIXES: dict[str, tuple[str, ...]] = {
+    "fmap": ("magnitude", "magnitude1", "magnitude2", "phasediff", "phase1", "phase2", "fieldmap", "epi"),
+    "func": ("sbref",), "dwi": ("sbref",), "perf": ("m0scan",),
+}
 
 
 class SelectionError(ValueError):
@@ -165,6 +172,7 @@ def select_face_images(layout, *, participant_label=None, session_label=None, su
     metadata : read each image's sidecar metadata (the group level needs none).
     """
     canonical = {s.lower(): s for s in FACE_SUFFIXES}  # --suffix t1w means T1w
+    explicit_suffixes = bool(suffixes)
     suffixes = [canonical.get(s.lower(), s) for s in (suffixes or FACE_SUFFIXES)]
     bids_filters = bids_filters or {}
     base: dict = {"extension": list(NIFTI_EXTENSIONS)}
@@ -191,7 +199,47 @@ def select_face_images(layout, *, participant_label=None, session_label=None, su
             entities = {k: v for k, v in bf.get_entities().items() if k != "extension"}
             images[relpath] = FaceImage(Path(bf.path), relpath, entities,
                                         (bf.get_metadata() or {}) if metadata else {})
+    if not explicit_suffixes and not bids_filters:  # the default: every image that can show a face
+        subjects = base.get("subject") or layout.get_subjects()
+        for image in other_face_images(Path(layout.root), subjects, base.get("session")):
+            images.setdefault(image.relpath, image)
     return [images[key] for key in sorted(images)]
+
+
+def other_face_images(bids_dir: Path, subjects, sessions=None) -> list[FaceImage]:
+    """The images outside ``anat`` that can show a face (:data:`OTHER_FACE_SUFFIXES`, one volume,
+    fine voxels over a head-sized field of view: ``bids_deface.dataset.faces``), listed from the
+    participants' folders and judged by their headers."""
+    import nibabel as nib
+
+    from bids_deface.dataset.faces import can_show_face
+    from bids_deface.dataset.naming import parse_name
+
+    found = []
+    for subject in subjects:
+        top = bids_dir / f"sub-{subject}"
+        folders = [(None, top)] + [(s.name[4:], s) for s in sorted(top.glob("ses-*")) if s.is_dir()]
+        for session, folder in folders:
+            if sessions and session not in sessions:
+                continue
+            for datatype, wanted in OTHER_FACE_SUFFIXES.items():
+                for path in sorted((folder / datatype).glob("*.nii*")) if (folder / datatype).is_dir() else []:
+                    try:
+                        pairs, suffix, _ = parse_name(path.name)
+                        header = nib.load(path).header
+                    except Exception:  # not a BIDS name, or no readable header: the raw copy's business
+                        continue
+                    shape = header.get_data_shape()
+                    volumes = int(np.prod(shape[3:])) if len(shape) > 3 else 1
+                    if suffix not in wanted or volumes != 1 or not can_show_face(
+                            path.relative_to(bids_dir).as_posix(), header):
+                        continue
+                    keys = {"sub": "subject", "ses": "session", "acq": "acquisition", "dir": "direction",
+                            "run": "run", "echo": "echo", "part": "part", "task": "task", "rec": "reconstruction"}
+                    entities = {keys.get(k, k): v for k, v in pairs} | {"suffix": suffix, "datatype": datatype}
+                    relpath = path.relative_to(bids_dir).as_posix()
+                    found.append(FaceImage(path, relpath, entities, {}))
+    return found
 
 
 

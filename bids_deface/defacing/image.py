@@ -39,15 +39,18 @@ class Found:
     decision: object = None  # bids_deface.features.gate.Decision: what to distort and protect
     labels_ras: nib.Nifti1Image | None = None  # what to distort, RAS grid
     labels: nib.Nifti1Image | None = None  # the same on the input's grid (written as the dseg)
+    brain: np.ndarray | None = None  # the registered brain mask, RAS grid
+    carried: np.ndarray | None = None  # the session reference's features on this image's RAS grid
+    session: dict | None = None  # provenance: reference, registration, or the image shared with
 
 
-def load(log: StepLog, job: ImageJob) -> Loaded:
+def load(log: StepLog, job: ImageJob, *, structure: bool = True) -> Loaded:
     with log.step("load"):
         from bids_deface.dataset.sidecars import image_metadata
 
         # a sidecar that cannot be read fails this image only
         metadata = job.metadata if job.metadata is not None else image_metadata(Path(job.bids_dir), job.relpath)
-        img, stored = load_volume(job.path, job.relpath)
+        img, stored = load_volume(job.path, job.relpath, structure=structure)
         return Loaded(img, reorient_to_ras(img, stored), metadata)
 
 
@@ -72,11 +75,16 @@ def gate(log: StepLog, loaded: Loaded, found: Found, settings: RunSettings) -> N
     with log.step("gate"):
         from bids_deface.features.gate import decide
 
-        decision = decide(found.detection, found.localisation, loaded.ras, features=tuple(settings.features),
+        detection = found.detection
+        if found.carried is not None:  # the session's reference seen on this image, with its own detection
+            from bids_deface.defacing.session import united_detection
+
+            detection = united_detection(detection, found.carried, loaded.ras.affine)
+        decision = decide(detection, found.localisation, loaded.ras, features=tuple(settings.features),
                           allow_partial=settings.allow_partial)
         if not decision.defaced:
             raise ImageRefused(f"{log.name}: {decision.reason}")
-        found.decision = decision
+        found.decision, found.brain = decision, found.localisation.brain
         found.labels_ras = nib.Nifti1Image(decision.labels, loaded.ras.affine)
         found.labels = restore_labels(found.labels_ras, loaded.img)
 
@@ -96,8 +104,7 @@ def distort(log: StepLog, job: ImageJob, loaded: Loaded, found: Found, settings:
         guard["voxels_kept_by_the_guard"] = int((after[protect] != before[protect]).sum())
         after[protect] = before[protect]
         changed = (after != before).reshape(before.shape[:3])
-        guard["smallest_distance_to_brain_mm"] = smallest_distance_mm(changed, found.localisation.brain,
-                                                                      loaded.ras.affine)
+        guard["smallest_distance_to_brain_mm"] = smallest_distance_mm(changed, found.brain, loaded.ras.affine)
         defaced = image_from_unscaled(after, loaded.ras)
         return restore_grid(defaced, loaded.img), {k: int(v) for k, v in counts.items()}
 
@@ -143,7 +150,7 @@ def write(log: StepLog, job: ImageJob, settings: RunSettings, scrubbed: tuple, f
     prov = provenance(source_relpath=job.relpath, features=settings.features, seed=job.seed,
                       model_sha256=det.model_sha256, voxel_counts=counts, confidence=det.confidence,
                       components=det.components, warnings=det.warnings, removed_keys=removed,
-                      cleared_fields=cleared, qc=qc, fail_closed=found.decision.provenance)
+                      cleared_fields=cleared, qc=qc, fail_closed=found.decision.provenance, session=found.session)
     with log.step("write"):
         record = write_defaced(settings.output_dir, job.outputs, job.relpath, img, found.labels, metadata, prov)
         if settings.vault_dir:
@@ -170,27 +177,43 @@ def seal_in_vault(job: ImageJob, settings: RunSettings, written: dict) -> None:
         raise
 
 
-def image_steps(settings: RunSettings) -> tuple[str, ...]:
-    """The names of the steps an image goes through, in order."""
-    return ("load", "detect", "localise", "gate", "distort", "scrub") + (("qc", "qc-gate") if settings.qc else ()) \
-        + ("write",)
+def image_steps(settings: RunSettings, *, reference: bool = False, shared: bool = False) -> tuple[str, ...]:
+    """The names of the steps an image goes through, in order (with a session reference to register,
+    or a distortion shared with the first image of its acquisition)."""
+    middle = ("share",) if shared else ("detect",) + (("register",) if reference else ()) + ("localise", "gate")
+    return ("load", *middle, "distort", "scrub") + (("qc", "qc-gate") if settings.qc else ()) + ("write",)
 
 
-def deface_one(job: ImageJob, settings: RunSettings) -> tuple[str, str]:
+def deface_one(job: ImageJob, settings: RunSettings, *, reference: str | None = None, shared: str | None = None,
+               keep: str | None = None) -> tuple[str, str]:
     """Deface one image end to end; returns its verdict and reason ("defaced", "refused", "failed").
 
+    ``reference``: a session reference (:class:`~.session.SessionReference` file) registered onto the
+    image and united with its detection; ``shared``: the first image of its acquisition, whose
+    distortion it takes as is; ``keep``: where to keep this image's own for the others of its session.
     Never raises for a bad image (its step log says why); interrupts pass through.
     """
+    from bids_deface.defacing import session as sessions
+
     log = StepLog(job.step_log, job.relpath)
     try:
-        loaded = load(log, job)
-        found = detect(log, loaded, settings)
-        localise(log, job, loaded, found)
-        gate(log, loaded, found, settings)
+        loaded = load(log, job, structure=not shared)
+        if shared:
+            found = sessions.share(log, loaded, shared)
+        else:
+            found = detect(log, loaded, settings)
+            if reference and Path(reference).is_file():
+                sessions.register(log, loaded, found, reference)
+            elif reference:  # the reference was refused or failed: this image on its own
+                found.session = {"Fallback": "own detection only (the session's reference was not defaced)"}
+            localise(log, job, loaded, found)
+            gate(log, loaded, found, settings)
         defaced, counts = distort(log, job, loaded, found, settings)
         scrubbed = scrub(log, job, loaded, defaced, settings)
         qc = quality_control(log, job, loaded, scrubbed[0], found, counts, settings) if settings.qc else None
         write(log, job, settings, scrubbed, found, counts, qc)
+        if keep:
+            sessions.keep_reference(job, loaded, found, keep)
     except Exception:  # recorded by the step that raised it
         pass
     return verdict_of(read_step_log(job.step_log)) or ("failed", f"{job.relpath}: not defaced")

@@ -222,24 +222,47 @@ def register_downsampled(image2: np.ndarray, affine2: np.ndarray, template: np.n
     centre[:3, 3] = c_img
     params = np.zeros(12)
     params[6:9] = np.log(scale)
-    all_points = _template_points(template, template_affine, c_tpl, max(s[5] for s in SCHEDULE))
-    for mm, sigma, free, steps, lr, n in SCHEDULE:
+    return _optimise(image2, affine2, template, template_affine, centre, c_tpl, params, SCHEDULE)
+
+
+def _optimise(image2, affine2, template, template_affine, centre, c_tpl, params, schedule):
+    """Adam ascending the MI through ``schedule``; the matrix template world -> image world and
+    the MI reached. ``free`` parameters per stage: 12 (affine), 7 (rigid plus one isotropic
+    scale, held in params[6]) or 6 (rigid)."""
+    all_points = _template_points(template, template_affine, c_tpl, max(s[5] for s in schedule))
+    for mm, sigma, free, steps, lr, n in schedule:
         pts = _Points(all_points.xyz[:, :n], all_points.bins[:n])
         vol = _Volume.of(image2, affine2, mm, sigma)
         m1, m2 = np.zeros(12), np.zeros(12)
-        for step in range(1, steps + 1):  # Adam, ascending the MI
+        for step in range(1, steps + 1):
             _, grad = _cost(params, centre, pts, vol)
-            if free != 12:  # translation, rotation and one isotropic scale (held in params[6])
-                grad = np.concatenate([grad[:6], [grad[6:9].sum()], np.zeros(5)])
+            if free != 12:
+                grad = np.concatenate([grad[:6], [grad[6:9].sum() if free == 7 else 0.0], np.zeros(5)])
             m1 = 0.9 * m1 + 0.1 * grad
             m2 = 0.999 * m2 + 0.001 * grad**2
             params = params + lr * (m1 / (1 - 0.9**step)) / (np.sqrt(m2 / (1 - 0.999**step)) + 1e-8)
-            if free != 12:
+            if free == 7:
                 params[7:9] = params[6]
     mi, _ = _cost(params, centre, all_points, vol, gradient=False)
     shift = np.eye(4)
     shift[:3, 3] = -c_tpl
     return centre @ _affine_matrix(params) @ shift, mi
+
+
+# images of one session share the scanner's frame: the head moved a little between them, if at all
+RIGID_SCHEDULE = ((8.0, 0.7, 6, 30, 0.04, 3000), (4.0, 0.5, 6, 30, 0.01, 6000))
+
+
+def register_rigid(image2: np.ndarray, affine2: np.ndarray, reference: np.ndarray,
+                   reference_affine: np.ndarray) -> tuple[np.ndarray, float]:
+    """Rigid ``reference world -> image world`` (4x4, mm) maximising mutual information, starting
+    from the identity (both images are in the scanner's frame), rotating about the reference's
+    cranium. ``image2``: the image reduced to about 2 mm (``block_mean``); ``reference``: the
+    reference image, reduced to about 4 mm. Any contrasts (T1w to T2w, FLAIR, fieldmap magnitude)."""
+    c_ref, _ = _cranium(coarse_head(reference), reference_affine)
+    centre = np.eye(4)
+    centre[:3, 3] = c_ref
+    return _optimise(image2, affine2, reference, reference_affine, centre, c_ref, np.zeros(12), RIGID_SCHEDULE)
 
 
 def sample_moved(data: np.ndarray, data_affine: np.ndarray, to_world: np.ndarray, shape, affine: np.ndarray,

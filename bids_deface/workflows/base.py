@@ -1,9 +1,10 @@
-"""The workflow over all selected images of a dataset: one node per image.
+"""The workflow over all selected images of a dataset, session by session.
 
 Each node runs one image's whole journey in memory (:func:`bids_deface.defacing.image.deface_one`):
 the input is read once and nothing intermediate is written; every step records its own outcome in the
-image's step log. nipype provides the execution: in this process (Linear), on local processes
-(MultiProc) or as cluster jobs (SLURM …), one job per image.
+image's step log. In a session, the reference image's node runs first and the others are linked to
+it (:mod:`bids_deface.defacing.session`). nipype provides the execution: in this process (Linear), on
+local processes (MultiProc), or as cluster jobs (SLURM …), one job per session.
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ import re
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 from nipype.pipeline import engine as pe
 
 from bids_deface.dataset.naming import derivative_paths, qc_paths, raw_paths
 from bids_deface.dataset.select import FaceImage
+from bids_deface.defacing.session import acquisition_key, choose_reference, kept_path, plan_session
 from bids_deface.defacing.settings import ImageJob, RunSettings
-from bids_deface.interfaces.image import DefaceImage
+from bids_deface.interfaces.image import DefaceImage, DefaceSession
 
 # memory of one image's journey (a 1 mm head: input, RAS copy, defaced copy, detector, QC renders)
 MEM_GB = 1.5
@@ -31,9 +34,10 @@ def image_seed(seed: int, relpath: str) -> int:
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
-def node_name(image: FaceImage, taken: set[str]) -> str:
-    """A nipype-safe, readable, unique name: ``deface_sub_01_ses_a_T1w``."""
-    base = "deface_" + re.sub(r"[^0-9A-Za-z]", "_", image.stem)
+def node_name(image: FaceImage, taken: set[str], what: str = "") -> str:
+    """A nipype-safe, readable, unique name: ``deface_sub_01_ses_a_T1w`` (``deface_session_sub_01_ses_a``)."""
+    stem = image.stem if not what else "_".join(p for p in image.stem.split("_") if p.startswith(("sub-", "ses-")))
+    base = "deface_" + (f"{what}_" if what else "") + re.sub(r"[^0-9A-Za-z]", "_", stem)
     name, i = base, 1
     while name in taken:
         i += 1
@@ -61,9 +65,32 @@ def image_job(image: FaceImage, settings: RunSettings, *, seed: int, step_dir, q
                     qc_json=str(qc_json) if qc_json else None, **extra)
 
 
+def sessions_of(images) -> dict[tuple, list[FaceImage]]:
+    """The images of each subject and session (or subject, without sessions), in path order."""
+    sessions: dict[tuple, list[FaceImage]] = {}
+    for image in sorted(images, key=lambda i: i.relpath):
+        sessions.setdefault((image.subject, image.session or ""), []).append(image)
+    return sessions
+
+
+def acquisition_keys(images) -> list[str]:
+    """Each image's acquisition key: one grid, one acquisition, one distortion (header only)."""
+    import nibabel as nib
+
+    keys = []
+    for image in images:
+        try:
+            header = nib.load(image.path)
+            shape, affine = header.shape, header.affine
+        except Exception:  # unreadable: its own journey reports it; it shares with nobody
+            shape, affine = (0, 0, 0), np.eye(4) * (len(keys) + 1)
+        keys.append(acquisition_key(image.entities, shape, affine))
+    return keys
+
+
 def init_bids_deface_wf(*, images, settings: RunSettings, step_dir, seed: int = 0, qc_dir=None,
-                        name: str = "bids_deface_wf"):
-    """One :class:`~bids_deface.interfaces.image.DefaceImage` node per image.
+                        reference_suffix: str = "T1w", session_nodes: bool = False, name: str = "bids_deface_wf"):
+    """The images of each session, defaced from one shared reference detection.
 
     Parameters
     ----------
@@ -73,20 +100,42 @@ def init_bids_deface_wf(*, images, settings: RunSettings, step_dir, seed: int = 
         (:func:`step_log_path`).
     seed : the run's seed (each image gets its own, :func:`image_seed`).
     qc_dir : where QC keeps its figures and results (outside the output), when QC runs.
+    reference_suffix : the suffix of each session's reference image (T1w).
+    session_nodes : one node per session (a cluster job: the session is the unit of work), else one
+        node per image, linked to the image it registers to or shares with (parallel locally).
 
     Returns
     -------
-    (workflow, {node name: image})
+    (workflow, {node name: images})
     """
     wf = pe.Workflow(name=name)
-    by_name: dict[str, FaceImage] = {}
+    by_name: dict[str, list[FaceImage]] = {}
     taken: set[str] = set()
-    for image in images:
-        job = image_job(image, settings, seed=seed, step_dir=step_dir, qc_dir=qc_dir)
-        node = pe.Node(DefaceImage(job=job.as_dict(), settings=settings.as_dict()), name=node_name(image, taken),
-                       n_procs=settings.threads, mem_gb=MEM_GB)
-        # always run: the outputs live outside the work directory, which nipype's cache cannot see
-        node.overwrite = True
-        wf.add_nodes([node])
-        by_name[node.name] = image
+    for (subject, session), members in sessions_of(images).items():
+        jobs = [image_job(image, settings, seed=seed, step_dir=step_dir, qc_dir=qc_dir) for image in members]
+        keys = acquisition_keys(members)
+        reference = choose_reference([image.suffix for image in members], reference_suffix)
+        if session_nodes or (reference is None and len(members) > 1):
+            node = pe.Node(DefaceSession(jobs=[j.as_dict() for j in jobs], keys=keys, settings=settings.as_dict(),
+                                         reference_suffix=reference_suffix),
+                           name=node_name(members[0], taken, "session"), n_procs=settings.threads, mem_gb=MEM_GB)
+            node.overwrite = True
+            wf.add_nodes([node])
+            by_name[node.name] = members
+            continue
+        nodes: dict[int, pe.Node] = {}
+        for step in plan_session([image.suffix for image in members], keys, reference):
+            job = jobs[step.index]
+            node = pe.Node(DefaceImage(job=job.as_dict(), settings=settings.as_dict(),
+                                       keep_file=kept_path(job) if step.keep else ""),
+                           name=node_name(members[step.index], taken), n_procs=settings.threads, mem_gb=MEM_GB)
+            # always run: the outputs live outside the work directory, which nipype's cache cannot see
+            node.overwrite = True
+            nodes[step.index] = node
+            wf.add_nodes([node])
+            if step.reference is not None:
+                wf.connect(nodes[step.reference], "kept", node, "reference_file")
+            if step.shared is not None:
+                wf.connect(nodes[step.shared], "kept", node, "shared_file")
+            by_name[node.name] = [members[step.index]]
     return wf, by_name

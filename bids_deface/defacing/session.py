@@ -1,0 +1,324 @@
+"""One face per session: every image of a session defaced from a shared, registered detection.
+
+The images of one subject and session show one face. The session's *reference* (T1w by default)
+is detected and defaced first; what was distorted on it (its final feature labels) is carried onto
+each other image by a rigid registration (mutual information: contrasts differ), united with that
+image's own detection, and the union goes through the image's own fail-closed gate. A low-contrast
+or thick-slice image then loses no feature the reference shows plainly, and the distorted regions
+agree between contrasts. Images of one acquisition on one grid (echoes, parts, inversions of
+MEGRE/MP2RAGE/MPM, a fieldmap's magnitude and phase) share one distortion: the first of them is
+defaced, the others take its labels and protect mask as they are.
+
+A registration that fails its quality check leaves the image with its own detection (the
+provenance says so); if that fails the gate too, the image is refused (fail closed).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from scipy import ndimage as ndi
+
+from bids_deface.features import EXPECTED_COMPONENTS, LABELS
+
+# entities that tell apart the images of one acquisition (same grid, same head position)
+ACQUISITION_PARTS = ("echo", "part", "inv", "flip", "mt")
+# fieldmap images of one acquisition
+FIELDMAP_PARTS = {"magnitude": "fmap", "magnitude1": "fmap", "magnitude2": "fmap", "phasediff": "fmap",
+                  "phase1": "fmap", "phase2": "fmap"}
+# a session's images share the scanner's frame: the head moves a little between them
+MAX_MOTION_MM, MAX_MOTION_DEG = 30.0, 20.0
+MIN_MUTUAL_INFORMATION = 0.25
+MIN_HEAD_DICE = 0.80
+MIN_PART_VOXELS = 20  # a carried component smaller than this is a rounding speck
+MIN_RELATIVE_SIZE = 0.2  # of the feature's largest part (as the detector counts parts)
+MERGE_MM = 4.0
+
+
+@dataclass
+class SessionReference:
+    """What the other images of a session need from the reference (or an acquisition's first
+    image): its relpath, what was distorted on it, what was protected, and its image at 4 mm."""
+
+    relpath: str
+    affine: np.ndarray  # RAS affine of the labels and protect mask
+    labels: np.ndarray  # uint8: the distorted features
+    protect: np.ndarray  # bool: the brain guard
+    brain: np.ndarray  # bool: the registered brain mask
+    coarse: np.ndarray  # the image at about 4 mm, for the registration
+    coarse_affine: np.ndarray
+    grid: tuple = ()  # (shape, affine) of the image as stored: an acquisition shares it
+    detection: dict = field(default_factory=dict)  # model sha256, confidence, components (JSON-ready)
+
+    def save(self, path: str | Path) -> None:
+        np.savez_compressed(path, relpath=self.relpath, affine=self.affine, labels=self.labels,
+                            protect=np.packbits(self.protect), brain=np.packbits(self.brain),
+                            shape=np.array(self.labels.shape), coarse=self.coarse, coarse_affine=self.coarse_affine,
+                            grid_shape=np.array(self.grid[0]), grid_affine=np.asarray(self.grid[1]),
+                            detection=json.dumps(self.detection))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "SessionReference":
+        z = np.load(path)
+        shape = tuple(int(n) for n in z["shape"])
+
+        def bits(name):
+            return np.unpackbits(z[name])[: int(np.prod(shape))].reshape(shape).astype(bool)
+
+        return cls(str(z["relpath"]), z["affine"], z["labels"], bits("protect"), bits("brain"), z["coarse"],
+                   z["coarse_affine"], (tuple(int(n) for n in z["grid_shape"]), z["grid_affine"]),
+                   json.loads(str(z["detection"])))
+
+
+def acquisition_key(entities: dict, shape, affine) -> str:
+    """Images with one key are one acquisition on one grid: they share one distortion."""
+    kept = tuple(sorted((k, str(v)) for k, v in entities.items()
+                        if k not in ACQUISITION_PARTS + ("suffix", "extension", "datatype")))
+    suffix = entities.get("suffix", "")
+    kind = FIELDMAP_PARTS.get(suffix, suffix if entities.get("part") or entities.get("echo") or entities.get("inv")
+                              or entities.get("flip") or entities.get("mt") else f"single:{suffix}")
+    return repr((kept, kind, tuple(int(n) for n in shape[:3]), tuple(np.round(np.asarray(affine), 4).ravel().tolist())))
+
+
+def choose_reference(suffixes: list[str], reference_suffix: str = "T1w") -> int | None:
+    """Index of the session's reference among its images' suffixes (the first ``reference_suffix``),
+    or None when the session has none (then the best detected image serves)."""
+    return next((i for i, s in enumerate(suffixes) if s == reference_suffix), None)
+
+
+# ----------------------------------------------------------------------------- registration
+
+
+@dataclass
+class SessionRegistration:
+    """The reference registered onto an image of its session, and whether that is sound."""
+
+    reference_to_image: np.ndarray  # 4x4, reference world (mm) -> image world (mm)
+    mutual_information: float
+    motion_mm: float
+    motion_deg: float
+    head_dice: float
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def sound(self) -> bool:
+        return not self.failures
+
+    def as_dict(self) -> dict:
+        return {"sound": self.sound, "failures": list(self.failures),
+                "mutual_information": round(self.mutual_information, 3), "motion_mm": round(self.motion_mm, 1),
+                "motion_deg": round(self.motion_deg, 1), "head_dice": round(self.head_dice, 3),
+                "reference_to_image": np.round(self.reference_to_image, 4).tolist()}
+
+
+def register_to_reference(ras: nib.spatialimages.SpatialImage, reference: SessionReference) -> SessionRegistration:
+    """Rigid registration of the reference onto ``ras`` (any contrast), checked."""
+    from bids_deface.features.registration import block_mean, coarse_head, register_rigid, sample_moved
+
+    data = np.asarray(ras.dataobj, np.float32)
+    image2, affine2 = block_mean(np.nan_to_num(data), ras.affine, 2.0)
+    matrix, mi = register_rigid(image2, affine2, reference.coarse, reference.coarse_affine)
+    motion_mm = float(np.linalg.norm(matrix[:3, 3] + matrix[:3, :3] @ _centre(reference) - _centre(reference)))
+    motion_deg = float(np.degrees(np.arccos(np.clip((np.trace(matrix[:3, :3]) - 1) / 2, -1, 1))))
+    coarse, coarse_affine = block_mean(image2, affine2, 4.0)
+    mine = coarse_head(coarse)
+    theirs = sample_moved(coarse_head(reference.coarse).astype(np.float32), reference.coarse_affine, matrix,
+                          mine.shape, coarse_affine) > 0.5
+    both = mine.sum() + theirs.sum()
+    dice = float(2 * (mine & theirs).sum() / both) if both else 0.0
+    failures = []
+    if mi < MIN_MUTUAL_INFORMATION:
+        failures.append(f"mutual information {mi:.2f} (at least {MIN_MUTUAL_INFORMATION})")
+    if motion_mm > MAX_MOTION_MM or motion_deg > MAX_MOTION_DEG:
+        failures.append(f"the head moved {motion_mm:.0f} mm / {motion_deg:.0f}° between the images "
+                        f"(at most {MAX_MOTION_MM:.0f} mm / {MAX_MOTION_DEG:.0f}° within a session)")
+    if dice < MIN_HEAD_DICE:
+        failures.append(f"the registered heads overlap by Dice {dice:.2f} (at least {MIN_HEAD_DICE})")
+    return SessionRegistration(matrix, mi, motion_mm, motion_deg, dice, failures)
+
+
+def _centre(reference: SessionReference) -> np.ndarray:
+    return nib.affines.apply_affine(reference.coarse_affine, (np.array(reference.coarse.shape) - 1) / 2)
+
+
+def carried_labels(reference: SessionReference, registration: SessionRegistration, shape, affine) -> np.ndarray:
+    """The reference's distorted features on an image's RAS grid (nearest neighbour)."""
+    from bids_deface.features.registration import sample_moved
+
+    return np.rint(sample_moved(reference.labels, reference.affine, registration.reference_to_image, shape,
+                                affine, order=0)).astype(np.uint8)
+
+
+# ----------------------------------------------------------------------------- the union
+
+
+def united_detection(detection, carried: np.ndarray, affine: np.ndarray):
+    """``detection`` (a FeatureDetection on ``affine``'s grid) united with ``carried`` labels: where
+    the image's own detection found nothing, the reference's feature; components and centroids
+    recounted from the union, so the fail-closed gate judges what will be distorted."""
+    from dataclasses import replace
+
+    own = np.asarray(detection.labels.dataobj)
+    union = np.zeros(own.shape, np.uint8)
+    for value in LABELS.values():  # a feature the reference shows is taken from it (one region in
+        # every contrast); the image's own detection adds what the reference does not show
+        source = carried if np.count_nonzero(carried == value) >= MIN_PART_VOXELS else own
+        union[(source == value) & (union == 0)] = value
+    components, centroids = {}, {}
+    spacing = np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(0))
+    for name, value in LABELS.items():
+        mask = union == value
+        # fragments of one part (a thin auricle carried onto a coarser grid) within MERGE_MM are one
+        near = ndi.distance_transform_edt(~mask, sampling=spacing) <= MERGE_MM if mask.any() else mask
+        lab, n = ndi.label(near, structure=np.ones((3, 3, 3), bool))
+        lab = np.where(mask, lab, 0)
+        sizes = ndi.sum_labels(mask, lab, np.arange(1, n + 1)) if n else np.zeros(0)
+        floor = max(MIN_PART_VOXELS, MIN_RELATIVE_SIZE * (sizes.max() if sizes.size else 0))
+        keep = [i + 1 for i in np.argsort(sizes)[::-1] if sizes[i] >= floor]
+        components[name] = len(keep)
+        centroids[name] = [np.round(nib.affines.apply_affine(affine, np.argwhere(lab == i).mean(0)), 1).tolist()
+                           for i in keep[: max(EXPECTED_COMPONENTS[name], len(keep))]]
+    labels = nib.Nifti1Image(union, affine)
+    labels.set_data_dtype(np.uint8)
+    return replace(detection, labels=labels, components=components, centroids_mm=centroids)
+
+
+# ----------------------------------------------------------------------------- the steps
+
+
+def keep_reference(job, loaded, found, path: str | Path) -> None:
+    """Keep what the other images of the session need from this (defaced) image."""
+    from bids_deface.features.registration import block_mean
+
+    coarse, coarse_affine = block_mean(np.nan_to_num(np.asarray(loaded.ras.dataobj, np.float32)),
+                                       loaded.ras.affine, 4.0)
+    det = found.detection
+    SessionReference(job.relpath, loaded.ras.affine, np.asarray(found.labels_ras.dataobj, np.uint8),
+                     found.decision.protect, found.brain, coarse, coarse_affine,
+                     (tuple(int(n) for n in loaded.img.shape[:3]), np.asarray(loaded.img.affine)),
+                     {"model_sha256": det.model_sha256, "confidence": dict(det.confidence),
+                      "components": dict(det.components)}).save(path)
+
+
+def register(log, loaded, found, path: str | Path) -> None:
+    """Carry the session reference's features onto this image, when the registration is sound;
+    else this image keeps its own detection, and the provenance says why."""
+    from bids_deface.dataset.naming import bids_uri
+
+    with log.step("register"):
+        reference = SessionReference.load(path)
+        registration = register_to_reference(loaded.ras, reference)
+        found.session = {"Reference": bids_uri(reference.relpath), "Registration": registration.as_dict()}
+        if registration.sound:
+            found.carried = carried_labels(reference, registration, loaded.ras.shape, loaded.ras.affine)
+        else:
+            found.session["Fallback"] = "own detection only (the registration to the reference is not sound)"
+
+
+def share(log, loaded, path: str | Path):
+    """The distortion of the first image of this acquisition (same grid), as it is."""
+    from bids_deface.dataset.naming import bids_uri
+    from bids_deface.defacing.image import Found
+    from bids_deface.features.detect import FeatureDetection
+    from bids_deface.defacing.steps import ImageRefused
+    from bids_deface.features.gate import Decision
+
+    with log.step("share"):
+        if not Path(path).is_file():  # one acquisition, one distortion: never a distortion of its own
+            raise ImageRefused(f"{log.name}: the first image of its acquisition was not defaced, so neither is this one")
+        reference = SessionReference.load(path)
+        shape, affine = reference.grid
+        if tuple(loaded.img.shape[:3]) != tuple(shape) or not np.allclose(loaded.img.affine, affine, atol=1e-4):
+            raise ValueError(f"not on the grid of {reference.relpath}, the first image of its acquisition")
+        labels = nib.Nifti1Image(reference.labels, loaded.ras.affine)
+        det = reference.detection
+        detection = FeatureDetection(labels=labels, confidence=det.get("confidence", {}),
+                                     components=det.get("components", {}), model_sha256=det.get("model_sha256", ""))
+        decision = Decision("defaced", f"shares the distortion of {reference.relpath}", reference.labels,
+                            reference.protect, {"shared_with": bids_uri(reference.relpath), "brain_guard": {}})
+        from bids_deface.images import restore_labels
+
+        return Found(detection, decision=decision, labels_ras=labels, labels=restore_labels(labels, loaded.img),
+                     brain=reference.brain, session={"SharedWith": bids_uri(reference.relpath)})
+
+
+# ----------------------------------------------------------------------------- the plan
+
+
+@dataclass(frozen=True)
+class PlannedImage:
+    """How one image of a session is defaced: on its own (the reference, or a session without
+    one), registered to the reference, or sharing the first image of its acquisition."""
+
+    index: int  # into the session's images
+    reference: int | None = None  # registered to (and united with) this image's kept result
+    shared: int | None = None  # takes this image's distortion as is
+    keep: bool = False  # keeps its result for others
+
+
+def plan_session(suffixes: list[str], keys: list[str], reference: int | None) -> list[PlannedImage]:
+    """The order and the links of a session's images: the reference first, the first image of each
+    other acquisition next (registered to the reference), the rest of each acquisition after it."""
+    leaders: dict[tuple, int] = {}
+    for i, key in enumerate(keys):
+        leaders.setdefault(key, i)
+    if reference is not None:  # the reference leads its own acquisition
+        leaders[keys[reference]] = reference
+    order = ([reference] if reference is not None else []) + [i for i in leaders.values() if i != reference]
+    order += [i for i in range(len(keys)) if i not in order]
+    kept = {leaders[keys[i]] for i in range(len(keys)) if leaders[keys[i]] != i}
+    if reference is not None and len(leaders) > 1:
+        kept.add(reference)
+    plan = []
+    for i in order:
+        leader = leaders[keys[i]]
+        if leader != i:
+            plan.append(PlannedImage(i, shared=leader))
+        else:
+            plan.append(PlannedImage(i, reference=reference if reference not in (None, i) else None, keep=i in kept))
+    return plan
+
+
+def kept_path(job) -> str:
+    """Where an image keeps its result for the others of its session (private work directory)."""
+    return str(Path(job.step_log).with_suffix(".reference.npz"))
+
+
+def best_detected(jobs, settings) -> int:
+    """The image whose detection is the most confident (a session without a reference suffix)."""
+    from bids_deface.features.detect import detect_features
+    from bids_deface.features.inference import load_network
+    from bids_deface.images import load_volume, reorient_to_ras
+
+    def confidence(job) -> float:
+        try:
+            img, stored = load_volume(job.path, job.relpath)
+            found = detect_features(reorient_to_ras(img, stored), network=load_network(threads=settings.threads))
+            return float(np.mean([found.confidence.get(f, 0.0) for f in LABELS]))
+        except Exception:  # such an image fails in its own journey, with its own reason
+            return -1.0
+
+    return int(np.argmax([confidence(job) for job in jobs]))
+
+
+def deface_session(jobs, keys, settings, reference_suffix: str = "T1w") -> list[tuple[str, str]]:
+    """Every image of one session, in order, in this process (a cluster job, or a session without a
+    reference suffix); the verdict of each, in the order of ``jobs``."""
+    from bids_deface.defacing.image import deface_one
+
+    reference = choose_reference([job.suffix for job in jobs], reference_suffix)
+    if reference is None and len(jobs) > 1:
+        reference = best_detected(jobs, settings)
+    verdicts: dict[int, tuple[str, str]] = {}
+    for step in plan_session([job.suffix for job in jobs], keys, reference):
+        job = jobs[step.index]
+        verdicts[step.index] = deface_one(
+            job, settings,
+            reference=kept_path(jobs[step.reference]) if step.reference is not None else None,
+            shared=kept_path(jobs[step.shared]) if step.shared is not None else None,
+            keep=kept_path(job) if step.keep else None)
+    return [verdicts[i] for i in range(len(jobs))]

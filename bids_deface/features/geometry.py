@@ -61,26 +61,53 @@ def robust_range(data: np.ndarray) -> tuple[float, float]:
 
 
 def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
+    """Otsu's split of ``values`` (any shape): the level that maximises the between-class variance."""
     hist, edges = np.histogram(values, bins=bins)
-    centers = (edges[:-1] + edges[1:]) / 2
-    w0 = np.cumsum(hist)
+    return _otsu(hist, (edges[:-1] + edges[1:]) / 2)
+
+
+def _otsu(hist: np.ndarray, centers: np.ndarray) -> float:
+    w0 = np.cumsum(hist).astype(float)
     w1 = w0[-1] - w0
     m0 = np.cumsum(hist * centers)
-    mu0 = m0 / np.maximum(w0, 1)
-    mu1 = (m0[-1] - m0) / np.maximum(w1, 1)
-    between = w0 * w1 * (mu0 - mu1) ** 2
+    between = w0 * w1 * (m0 / np.maximum(w0, 1) - (m0[-1] - m0) / np.maximum(w1, 1)) ** 2
     return float(centers[np.argmax(between)])
 
 
-def air_threshold(data: np.ndarray) -> float:
-    """Intensity separating air from the head's skin (any contrast with dark air)."""
-    lo, hi = robust_range(data)
-    clipped = np.clip(data, lo, hi)
-    sample = clipped[:: 7] if clipped.ndim == 1 else clipped.ravel()[::7]
-    # Otsu on a robustly clipped histogram splits air from tissue; a floor keeps faint
-    # skin in when the histogram is dominated by bright tissue.
-    otsu = otsu_threshold(sample)
-    return lo + min(otsu - lo, 0.25 * (hi - lo)) * 0.6
+LARGE_VOLUME = 2 ** 22  # voxels
+
+
+def air_threshold(values: np.ndarray, bins: int = 4096) -> float:
+    """Intensity separating air from the head's skin, in any contrast with dark air.
+
+    The one air/skin threshold of the package (detector, surface extent, distortions, renders,
+    brain guard). Otsu's split of the robustly clipped (1st-99.5th percentile) histogram lies
+    between air and tissue; it is pulled towards the air level (0.6 of the way, and never above
+    0.15 of the robust range) because skin is darker than the brain that dominates the
+    histogram. One histogram of every voxel: fast, and independent of the grid's orientation.
+    """
+    values = np.asarray(values)
+    if values.ndim == 3 and values.size > LARGE_VOLUME:  # every second voxel: the same histogram, 8x faster
+        values = values[::2, ::2, ::2]
+    finite = values.ravel(order="K")  # no copy, whatever the memory layout (NIfTI arrays are Fortran-ordered)
+    if not np.isfinite(finite).all():
+        finite = finite[np.isfinite(finite)]
+    if finite.size == 0:
+        return 0.0
+    vmin, vmax = float(finite.min()), float(finite.max())
+    if vmax <= vmin:
+        return vmin
+    hist, edges = np.histogram(finite, bins=bins, range=(vmin, vmax))
+    cdf = np.cumsum(hist) / finite.size
+    lo = float(edges[np.searchsorted(cdf, 0.01)])
+    hi = float(edges[min(np.searchsorted(cdf, 0.995) + 1, bins)])
+    if hi <= lo:
+        return lo
+    # Otsu on the clipped histogram, rebinned from the fine one
+    centers = (edges[:-1] + edges[1:]) / 2
+    coarse, coarse_edges = np.histogram(np.clip(centers, lo, hi), bins=256, range=(lo, hi), weights=hist)
+    otsu = _otsu(coarse, (coarse_edges[:-1] + coarse_edges[1:]) / 2)
+    return float(lo + 0.6 * min(otsu - lo, 0.25 * (hi - lo)))
 
 
 def head_mask(data: np.ndarray, threshold: float | None = None) -> np.ndarray:

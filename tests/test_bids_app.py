@@ -88,7 +88,9 @@ def test_derivative_layout(derivative_run, main_dataset):
     assert "logs/" in (out / ".bidsignore").read_text().splitlines()
     (config,) = (out / "logs").glob("bids-deface_*.json")
     logged = json.loads(config.read_text())
-    assert logged["CommandLine"][:4] == ["bids-deface", str(main_dataset), str(out), "participant"]
+    # the command line as run, with the paths (which may name a person or a site) replaced
+    assert logged["CommandLine"] == ["bids-deface", "<value>", "<value>", "participant", "--nprocs", "2", "-w",
+                                     "<value>", "--seed", "7"]
     assert logged["Config"]["Seed"] == 7 and logged["Config"]["NProcs"] == 2
     assert sorted(logged["Config"]["Images"]) == sorted(MAIN_IMAGES)
     assert list((out / "logs").glob("bids-deface_*.log"))
@@ -109,6 +111,28 @@ def test_defaced_image_keeps_grid_and_changes_only_feature_regions(derivative_ru
     out = derivative_run.output_dir
     check_defaced(main_dataset / relpath, out / paths.image, out / paths.dseg,
                   json.loads((out / paths.sidecar).read_text()))
+
+
+def test_the_check_catches_a_voxel_changed_beyond_the_features(derivative_run, main_dataset, tmp_path):
+    """check_defaced is an oracle that can fail: the same output with one voxel at the back of the
+    head changed is rejected."""
+    import nibabel as nib
+    import numpy as np
+
+    rel = "sub-02/anat/sub-02_T1w.nii"
+    paths = derivative_paths(_image(rel))
+    out = derivative_run.output_dir
+    img = nib.load(out / paths.image)
+    data = np.asanyarray(img.dataobj).copy()
+    axis = int(np.argmax(np.abs(img.affine[1, :3])))  # the back of the head: the posterior tenth
+    back = [slice(n // 2, n // 2 + 1) for n in data.shape[:3]]
+    back[axis] = slice(data.shape[axis] // 10, data.shape[axis] // 10 + 1) if img.affine[1, axis] > 0 else \
+        slice(data.shape[axis] * 9 // 10, data.shape[axis] * 9 // 10 + 1)
+    data[tuple(back)] += 1
+    changed = tmp_path / "changed.nii.gz"
+    nib.save(nib.Nifti1Image(data, img.affine, img.header), changed)
+    with pytest.raises(AssertionError, match="beyond the operators' reach"):
+        check_defaced(main_dataset / rel, changed, out / paths.dseg, json.loads((out / paths.sidecar).read_text()))
 
 
 def test_sidecar_carries_provenance_and_scrubbed_metadata(derivative_run):

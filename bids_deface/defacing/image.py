@@ -63,11 +63,13 @@ def detect(log: StepLog, loaded: Loaded, settings: RunSettings) -> Found:
 
 
 def localise(log: StepLog, job: ImageJob, loaded: Loaded, found: Found) -> None:
-    """The second, independent localisation: the template head registered onto the image."""
+    """The second, independent localisation: the template head registered onto the image (or, for
+    another image of a session, the reference's registration composed with the session's)."""
     with log.step("localise"):
         from bids_deface.features.template import localise as localise_template
 
-        found.localisation = localise_template(loaded.ras, contrast=job.suffix)
+        if found.localisation is None:
+            found.localisation = localise_template(loaded.ras, contrast=job.suffix)
 
 
 def gate(log: StepLog, loaded: Loaded, found: Found, settings: RunSettings) -> None:

@@ -201,7 +201,31 @@ def keep_reference(job, loaded, found, path: str | Path) -> None:
                      found.decision.protect, found.brain, coarse, coarse_affine,
                      (tuple(int(n) for n in loaded.img.shape[:3]), np.asarray(loaded.img.affine)),
                      {"model_sha256": det.model_sha256, "confidence": dict(det.confidence),
-                      "components": dict(det.components)}).save(path)
+                      "components": dict(det.components),
+                      "template_registration": _registration_fields(found.localisation)}).save(path)
+
+
+def _registration_fields(localisation) -> dict | None:
+    """The reference's sound template registration (plain data), for the others to compose with."""
+    if localisation is None or not localisation.registration.sound:
+        return None
+    reg = localisation.registration
+    return {"template_to_image": np.asarray(reg.template_to_image).tolist(), "template": reg.template,
+            "mutual_information": reg.mutual_information, "scales": list(reg.scales),
+            "rotation_deg": reg.rotation_deg, "brain_litres": reg.brain_litres, "head_dice": reg.head_dice}
+
+
+def composed_localisation(ras, reference: SessionReference, registration: SessionRegistration):
+    """This image's template localisation through the reference's (no registration of its own):
+    template -> reference (the reference's) then reference -> this image (the session's)."""
+    from bids_deface.features.template import Registration, localise_through
+
+    fields = reference.detection.get("template_registration")
+    if not fields:
+        return None
+    composed = Registration(**{**fields, "template_to_image": registration.reference_to_image
+                               @ np.asarray(fields["template_to_image"]), "scales": tuple(fields["scales"])})
+    return localise_through(ras, composed)
 
 
 def register(log, loaded, found, path: str | Path) -> None:
@@ -215,6 +239,7 @@ def register(log, loaded, found, path: str | Path) -> None:
         found.session = {"Reference": bids_uri(reference.relpath), "Registration": registration.as_dict()}
         if registration.sound:
             found.carried = carried_labels(reference, registration, loaded.ras.shape, loaded.ras.affine)
+            found.localisation = composed_localisation(loaded.ras, reference, registration)
         else:
             found.session["Fallback"] = "own detection only (the registration to the reference is not sound)"
 

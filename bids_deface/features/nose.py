@@ -15,7 +15,7 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage as ndi
 
-from .surface import Head, _front_box, _world_of, columns, head_in_box, surface_depth, world_box
+from .surface import Head, _front_box, columns, head_in_box, surface_depth, world_box
 
 NOSE_MARGIN_MM = 10.0  # around the detected nose, where its tip may lie
 NOSE_SEARCH_MM = 45.0  # around the detected nose, where nasion and subnasale may lie
@@ -139,24 +139,31 @@ def nose_landmarks(head: Head, lo_mm, hi_mm, front: tuple[int, int], eyes=None) 
     return {"nasion": nasion, "pronasale": pronasale, "subnasale": subnasale}
 
 
-def nose_from_landmarks(mask_world: np.ndarray, lm: dict[str, np.ndarray], anterior: np.ndarray) -> np.ndarray:
-    """Which of the head points ``mask_world`` (n, 3) belong to the external nose of landmarks
-    ``lm``: in front of the line from nasion to subnasale (less NOSE_BACK_MM), within a width that
-    grows from the bridge to the alae (the training labels' rule, in the face's own frame, so that
-    it holds on a tilted head too)."""
+def _linear_form(affine: np.ndarray, box: tuple[slice, ...], direction: np.ndarray, origin: np.ndarray) -> np.ndarray:
+    """``direction · (world - origin)`` over the voxels of ``box`` (float32), without coordinates."""
+    w = direction @ affine[:3, :3]
+    c = float(direction @ (affine[:3, 3] - origin))
+    ijk = [np.arange(s.start, s.stop, dtype=np.float32) * np.float32(w[a]) for a, s in enumerate(box)]
+    return ijk[0][:, None, None] + ijk[1][None, :, None] + ijk[2][None, None, :] + np.float32(c)
+
+
+def nose_from_landmarks(affine: np.ndarray, box: tuple[slice, ...], lm: dict[str, np.ndarray],
+                        anterior: np.ndarray) -> np.ndarray:
+    """Which voxels of ``box`` belong to the external nose of landmarks ``lm``: in front of the line
+    from nasion to subnasale (less NOSE_BACK_MM), within a width that grows from the bridge to the
+    alae (the training labels' rule, in the face's own frame, so that it holds on a tilted head too)."""
     n, t, s = lm["nasion"], lm["pronasale"], lm["subnasale"]
     up = n - s
     length = max(float(np.linalg.norm(up)), 1.0)
     up /= length
     fwd = anterior - up * float(anterior @ up)
     fwd /= max(float(np.linalg.norm(fwd)), 1e-6)
-    side = np.cross(up, fwd)
-    rel = mask_world - n
-    along, ahead, across = -(rel @ up), rel @ fwd, (mask_world - t) @ side
+    along = _linear_form(affine, box, -up, n)
     frac = np.clip(along / length, 0, 1)
     base = frac * float((s - n) @ fwd) - NOSE_BACK_MM
     half = NOSE_HALF_WIDTH_MM[0] + frac * (NOSE_HALF_WIDTH_MM[1] - NOSE_HALF_WIDTH_MM[0])
-    return (along >= 0) & (along <= length + 3) & (ahead >= base) & (np.abs(across) <= half)
+    return ((along >= 0) & (along <= length + 3) & (_linear_form(affine, box, fwd, n) >= base)
+            & (np.abs(_linear_form(affine, box, np.cross(up, fwd), t)) <= half))
 
 
 def external_nose(head: Head, lo_mm, hi_mm, front: tuple[int, int], eyes=None) -> tuple[tuple[slice, ...], np.ndarray]:
@@ -172,10 +179,6 @@ def external_nose(head: Head, lo_mm, hi_mm, front: tuple[int, int], eyes=None) -
     span = NOSE_HALF_WIDTH_MM[1] + 5
     box = world_box(head.data.shape, head.affine, pts.min(0) - span, pts.max(0) + span)
     inside, _ = head_in_box(head, box, front)
-    idx = np.argwhere(inside)
     axis, sign = front
     anterior = head.affine[:3, axis] * sign
-    keep = nose_from_landmarks(_world_of(head.affine, box, idx), lm, anterior / np.linalg.norm(anterior))
-    mask = np.zeros(inside.shape, bool)
-    mask[tuple(idx[keep].T)] = True
-    return box, mask
+    return box, inside & nose_from_landmarks(head.affine, box, lm, anterior / np.linalg.norm(anterior))

@@ -30,7 +30,7 @@ from scipy import ndimage as ndi
 
 from . import LABELS
 
-WORK_MM = 2.0  # grid of the ear's opening (distance transforms), coarser only where the image is
+WORK_MM = 2.0  # the ear opening's grid (distance transforms) at most this coarse; the image's where coarser
 EAR_OPENING_MM = 10.0  # the training labels open with 9 mm; a little more reaches the whole root
 EAR_NEAR_MM = (30.0, 40.0, 50.0)  # neighbourhood semi-axes (x, y, z) around a detected ear
 EAR_CORE_MM = 22.0  # a flap must reach this close to the detected centre
@@ -160,7 +160,7 @@ def auricle(head: Head, centre_mm, *, opening_mm: float = EAR_OPENING_MM, near_m
     data, affine = head.data, head.affine
     centre = np.asarray(centre_mm, float)
     zooms = voxel_sizes(affine)
-    k = np.maximum(1, np.round(work_mm / zooms)).astype(int)
+    k = np.maximum(1, np.floor(work_mm / zooms + 1e-6)).astype(int)  # never coarser than work_mm
     near = np.asarray(near_mm, float)
     reach = near + 2 * opening_mm + 2 * float(np.max(zooms * k))
     box = world_box(data.shape, affine, centre - reach, centre + reach, multiple=k)
@@ -168,39 +168,52 @@ def auricle(head: Head, centre_mm, *, opening_mm: float = EAR_OPENING_MM, near_m
     if np.any(blocks < 2):
         return box, np.zeros([s.stop - s.start for s in box], bool)
     fine = tuple(slice(s.start, s.start + n * m) for s, n, m in zip(box, blocks, k))
-    tissue = data[fine] > head.threshold
-    # work grid: blocks of k voxels, head where at least half of a block is
-    frac = tissue.reshape(blocks[0], k[0], blocks[1], k[1], blocks[2], k[2]).mean(axis=(1, 3, 5))
-    solid = frac >= 0.5
+    # work grid: the voxel at the middle of each block of k (cheap; a thin pinna lost there only
+    # widens the flap)
+    solid = data[tuple(slice(s.start + m // 2, s.stop, m) for s, m in zip(fine, k))] > head.threshold
     lab, n = ndi.label(solid)
     if n == 0:
-        return fine, np.zeros(tissue.shape, bool)
+        return fine, np.zeros([s.stop - s.start for s in fine], bool)
     solid = lab == 1 + int(np.argmax(np.bincount(lab.ravel())[1:]))
     solid |= ndi.binary_closing(solid, border_value=1)
     open_faces = [(s.start == 0, s.stop == n_) for s, n_ in zip(fine, data.shape)]
-    xyz = box_world(affine, fine, tuple(blocks), k)
-    solid = _walled_fill(solid, head.inside(xyz), open_faces)
+    solid = _walled_fill(solid, _coarse_on_blocks(head, fine, k, tuple(blocks)), open_faces)
     solid = _fill_slices(solid, {axis_towards(affine, 2)[0]})
     distance = _distance_to_opened(solid, zooms * k, opening_mm, open_faces)
-    # candidates: blocks that may hold a voxel outside the opening, inside the neighbourhood
-    # (the distance changes by at most a block's diagonal within one block)
+    # at full resolution, only the neighbourhood's voxels in blocks that may lie outside the
+    # opening (the distance changes by at most a block's diagonal within one block)
     diagonal = float(np.linalg.norm(zooms * k))
-    near_blocks = (((xyz - centre) / (near + diagonal)) ** 2).sum(-1) <= 1
-    candidate = (distance > opening_mm - diagonal) & near_blocks
-    for axis in range(3):
-        candidate = np.repeat(candidate, k[axis], axis=axis)
-    idx = np.argwhere(candidate & tissue)
-    world = nib.affines.apply_affine(affine, idx + [s.start for s in fine])
+    near_box = world_box(data.shape, affine, centre - near - diagonal, centre + near + diagonal)
+    near_box = tuple(slice(max(a.start, b.start), min(a.stop, b.stop)) for a, b in zip(near_box, fine))
+    block_of = [np.clip((np.arange(s.start, s.stop) - f.start) // m, 0, n - 1)
+                for s, f, m, n in zip(near_box, fine, k, blocks)]
+    candidate = (distance > opening_mm - diagonal)[np.ix_(*block_of)]
+    idx = np.argwhere(candidate & (data[near_box] > head.threshold))
+    world = nib.affines.apply_affine(affine, idx + [s.start for s in near_box])
     within = (((world - centre) / near) ** 2).sum(-1) <= 1
     idx, world = idx[within], world[within]
-    flap = ndi.map_coordinates(distance, ((idx - (k - 1) / 2.0) / k).T, order=1, mode="nearest") > opening_mm
+    at = (idx + [s.start - f.start for s, f in zip(near_box, fine)] - (k - 1) / 2.0) / k
+    flap = ndi.map_coordinates(distance, at.T, order=1, mode="nearest") > opening_mm
     idx, world = idx[flap], world[flap]
-    mask = np.zeros(tissue.shape, bool)
+    mask = np.zeros([s.stop - s.start for s in near_box], bool)
+    if idx.size == 0:
+        return near_box, mask
+    sub = tuple(slice(int(a), int(b) + 1) for a, b in zip(idx.min(0), idx.max(0)))
     mask[tuple(idx.T)] = True
-    lab, n = ndi.label(mask, structure=np.ones((3, 3, 3), bool))
-    core = lab[tuple(idx[np.linalg.norm(world - centre, axis=-1) <= core_mm].T)]
+    lab, _ = ndi.label(mask[sub], structure=np.ones((3, 3, 3), bool))
+    core = lab[tuple((idx[np.linalg.norm(world - centre, axis=-1) <= core_mm] - [s.start for s in sub]).T)]
     keep = np.unique(core[core > 0])
-    return fine, np.isin(lab, keep) if keep.size else np.zeros(tissue.shape, bool)
+    mask[sub] = np.isin(lab, keep) if keep.size else False
+    return near_box, mask
+
+
+def _coarse_on_blocks(head: Head, box: tuple[slice, ...], k, blocks) -> np.ndarray:
+    """The coarse solid head sampled (nearest) at the centres of ``box``'s blocks of ``k`` voxels."""
+    to_block = np.diag(np.append(k, 1.0))
+    to_block[:3, 3] = [s.start + (m - 1) / 2.0 for s, m in zip(box, k)]
+    vox2vox = np.linalg.solve(head.coarse_affine, head.affine @ to_block)
+    return ndi.affine_transform(head.coarse.astype(np.uint8), vox2vox[:3, :3], vox2vox[:3, 3], output_shape=blocks,
+                                order=0, mode="constant", cval=0) > 0
 
 
 def auricle_coverage(distorted: np.ndarray, ear_labels: np.ndarray) -> float:

@@ -209,7 +209,19 @@ def build_series(folder: Path, *, step: int = 1, rle: bool = False, drop: tuple[
     if bits:
         scaled = (data.astype(np.float64) - data.min()) / float(data.max() - data.min()) * (2 ** bits - 1)
         data = np.rint(scaled).astype(np.uint8 if bits == 8 else np.uint16)
-    lps, sp, iop = _geometry(img.affine @ np.diag([step, step, step, 1]))
+    return _write_slices(folder, img.affine @ np.diag([step, step, step, 1]), data, rle=rle, drop=drop, bits=bits,
+                         series_uid=series_uid, syntax=syntax)
+
+
+def build_volume_series(folder: Path, img, series_uid: str | None = None) -> Path:
+    """Any volume (a nibabel image: a cropped or perturbed head, a phantom) as one file per
+    slice along its third voxel axis, with the head study's planted values (int16)."""
+    data = np.rint(np.asarray(img.dataobj, dtype=np.float64)).clip(-32768, 32767).astype(np.int16)
+    return _write_slices(folder, img.affine, data, series_uid=series_uid or site_uid(6, zlib.crc32(str(folder).encode())))
+
+
+def _write_slices(folder: Path, affine, data, *, rle=False, drop=(), bits=None, series_uid=None, syntax=None) -> Path:
+    lps, sp, iop = _geometry(affine)
     folder.mkdir(parents=True)
     for k in range(data.shape[2]):
         if k in drop:

@@ -258,6 +258,11 @@ def _dicom(sub) -> None:
                    help="write the curator's map (token -> input path) here; the log names files by "
                         "position and token only. Keep it private: never inside OUT_DIR or IN_DIR")
     p.add_argument("--no-deface", action="store_true", help="de-identify headers only")
+    p.add_argument("--allow-partial", action="store_true",
+                   help="deface a head series even when a feature is missing, doubled or implausible, distorting "
+                        "what was found (noted in the log); by default such a series is withheld whole. Series "
+                        "that are not a head, disagree with their orientation, or where detector and template "
+                        "disagree are withheld either way")
     p.add_argument("--accept-burned-in", action="store_true",
                    help="process files marked Burned In Annotation YES (refused by default)")
     _vault_options(p)

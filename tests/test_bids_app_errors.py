@@ -87,7 +87,8 @@ def bad_run(tmp_path_factory):
     _plant_bad_headers(root, head)
     out, work = tmp / "out", tmp / "work"
     work.mkdir(mode=0o755)  # a folder the user made: the app makes it private, then empties it
-    proc = run_cli(root, out, "participant", "--skip-bids-validation", "--nprocs", "2", "-w", work)
+    proc = run_cli(root, out, "participant", "--skip-bids-validation", "--nprocs", "2", "-w", work,
+                   "--labels-dir", out.parent / "labels")
     return root, out, work, proc
 
 
@@ -106,7 +107,8 @@ def test_each_bad_image_gets_one_line_naming_it(bad_run):
 def test_the_good_image_is_still_defaced(bad_run):
     root, out, work, proc = bad_run
     paths = derivative_paths(FaceImage(root / GOOD, GOOD, {"suffix": "T1w"}))
-    check_defaced(root / GOOD, out / paths.image, out / paths.dseg, json.loads((out / paths.sidecar).read_text()))
+    check_defaced(root / GOOD, out / paths.image, out.parent / "labels" / paths.dseg,
+                  json.loads((out / paths.sidecar).read_text()))
     assert nib.load(out / paths.image).shape == (208, 256, 256, 1)
     for rel in BAD:
         stem = strip_extension(rel.split("/")[-1])

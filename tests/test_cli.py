@@ -374,3 +374,12 @@ def test_load_volume_refuses_bad_images_with_one_line(tmp_path, problem):
     message = str(err.value)
     assert message.startswith("sub-09/anat/sub-09_T1w.nii.gz: ") and expected in message
     assert "\n" not in message
+
+
+def test_labels_dir_inside_the_output_is_refused(main_dataset, tmp_path):
+    """The feature labels outline the ears and the nose: never inside the shared output."""
+    proc = run_cli(main_dataset, tmp_path / "out", "participant", "--labels-dir", tmp_path / "out" / "labels")
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        f"bids-deface: error: --labels-dir {tmp_path / 'out' / 'labels'} is inside output_dir: the labels outline the "
+        "ears and the nose, keep them apart from the data you share (see bids-deface --help)"]

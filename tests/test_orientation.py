@@ -33,15 +33,16 @@ IMAGES = {
 def app_run(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("orientation")
     root = build_dataset(tmp / "bids", IMAGES)
-    proc = run_cli(root, tmp / "out", "participant", "--skip-bids-validation", "--nprocs", "2")
+    proc = run_cli(root, tmp / "out", "participant", "--skip-bids-validation", "--nprocs", "2",
+                   "--labels-dir", tmp / "labels")
     assert proc.returncode == 0, proc.stderr
     return root, tmp / "out"
 
 
 def outputs(out, subject: str):
-    anat = out / f"sub-{subject}" / "anat"
+    anat, labels = out / f"sub-{subject}" / "anat", out.parent / "labels" / f"sub-{subject}" / "anat"
     return (nib.load(anat / f"sub-{subject}_desc-defaced_T1w.nii.gz"),
-            nib.load(anat / f"sub-{subject}_space-T1w_desc-facialfeatures_dseg.nii.gz"))
+            nib.load(labels / f"sub-{subject}_space-T1w_desc-facialfeatures_dseg.nii.gz"))
 
 
 def as_order_of(data: np.ndarray, affine, like_affine) -> np.ndarray:

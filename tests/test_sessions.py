@@ -64,7 +64,7 @@ def session(tmp_path_factory):
     nib.save(phase, fmap / "sub-01_ses-1_phasediff.nii.gz")
     (fmap / "sub-01_ses-1_phasediff.json").write_text(json.dumps({"EchoTime1": 0.00492, "EchoTime2": 0.00738}))
     out = tmp / "out"
-    proc = run_cli(root, out, "participant", "--skip-bids-validation", "--nprocs", "2")
+    proc = run_cli(root, out, "participant", "--skip-bids-validation", "--nprocs", "2", "--labels-dir", tmp / "labels")
     return root, out, proc, t1, tmp
 
 
@@ -94,7 +94,7 @@ def test_every_image_of_the_session_is_defaced_from_the_reference(session):
 def _regions_in_reference_space(root, out, t1, suffix, datatype, shape, grid) -> np.ndarray:
     img = nib.load(root / SES / datatype / f"sub-01_ses-1_{suffix}.nii.gz")
     labels = np.asanyarray(nib.load(
-        out / SES / datatype / f"sub-01_ses-1_space-{suffix}_desc-facialfeatures_dseg.nii.gz").dataobj)
+        out.parent / "labels" / SES / datatype / f"sub-01_ses-1_space-{suffix}_desc-facialfeatures_dseg.nii.gz").dataobj)
     regions = np.zeros(img.shape[:3], bool)
     for feature in ("eyes", "nose", "ears"):
         regions |= distortion_mask(img, labels, feature)

@@ -191,6 +191,10 @@ def _participant(sub) -> None:
              "report before you share such an image")
 
     out = p.add_argument_group("outputs")
+    out.add_argument("--labels-dir", type=Path, metavar="DIR",
+                     help="also write the detected feature labels (..._desc-facialfeatures_dseg.nii.gz) to DIR, which "
+                          "must lie outside output_dir and bids_dir: they outline the ears and the nose, which "
+                          "identify a person (by default they are written nowhere)")
     out.add_argument("--output-layout", choices=["derivative", "raw"], default="derivative",
                      help="derivative (default): a BIDS derivative dataset with desc-defaced images, "
                           "feature labels and provenance; raw: a complete copy of the input dataset "
@@ -448,7 +452,9 @@ def check_bids_app_paths(opts: argparse.Namespace) -> None:
                                    ("--validation-cache", "validation_cache", "it names the input's files: keep it "
                                                                               "apart from the data you share"),
                                    ("--qc-dir", "qc_dir", "QC figures show the original face, keep them apart from the "
-                                                          "data you share")):
+                                                          "data you share"),
+                                   ("--labels-dir", "labels_dir", "the labels outline the ears and the nose, keep them "
+                                                                  "apart from the data you share")):
         path = getattr(opts, attribute, None)
         for name, root in (("bids_dir", bids_dir), ("output_dir", output_dir)) if path is not None else ():
             if _inside(path, root):

@@ -21,7 +21,7 @@ from bids_deface.cli.logs import LOGGER, add_file_logging
 from bids_deface.cli.parser import UsageError
 from bids_deface.dataset.atomic import write_json_atomic, write_text_atomic
 from bids_deface.dataset.cleaners import CopyContext
-from bids_deface.dataset.description import write_derivative_dataset
+from bids_deface.dataset.description import write_derivative_dataset, write_labels_dataset
 from bids_deface.dataset.naming import raw_paths, record_path, strip_prefix
 from bids_deface.dataset.provenance import image_record, package_version
 from bids_deface.dataset.rawcopy import copy_raw_dataset, left_out_lines
@@ -182,6 +182,8 @@ def _write_dataset_files(run: _Run) -> list[str]:
     returns one line per file that could not be copied."""
     opts, settings = run.opts, run.settings
     source_desc = json.loads((opts.bids_dir / "dataset_description.json").read_text())
+    if getattr(opts, "labels_dir", None) is not None:  # the curator's copy of the feature labels
+        write_labels_dataset(opts.labels_dir, source_desc)
     if opts.output_layout == "derivative":
         write_derivative_dataset(opts.bids_dir, opts.output_dir, source_desc)
         return []
@@ -311,6 +313,7 @@ def _run_workflow(opts, images, work_dir: Path, step_dir: Path, omp: int, run: _
         hash_key_file=str(getattr(opts, "hash_key_file", None) or "") or None, qc=opts.qc_dir is not None,
         qc_override=tuple(getattr(opts, "qc_override", None) or ()),
         allow_partial=bool(getattr(opts, "allow_partial", False)), threads=omp,
+        labels_dir=str(opts.labels_dir) if getattr(opts, "labels_dir", None) else None,
         vault_dir=str(opts.vault_dir) if getattr(opts, "vault_dir", None) else None,
         vault_recipients=tuple(str(r) for r in (getattr(opts, "vault_recipient", None) or ())))
     wf, by_name = init_bids_deface_wf(images=images, settings=settings, step_dir=step_dir, seed=opts.seed,

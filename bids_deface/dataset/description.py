@@ -1,8 +1,8 @@
-"""The dataset-level files of the output: dataset_description.json, README, dseg.tsv, .bidsignore."""
+"""The dataset-level files of the output: dataset_description.json, README, .bidsignore (and the
+feature labels' dseg.tsv, in the curator's labels folder)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from bids_deface.dataset.atomic import write_json_atomic, write_text_atomic
@@ -12,14 +12,18 @@ from bids_deface.features import DSEG_TSV, dseg_tsv
 BIDSIGNORE = ("logs/", "figures/", "*.html", "group_summary.tsv")
 
 
+# the source, when it has no DOI: a path could name a person (folders are often named after the
+# participant or the study's patient number), so none is written
+UNNAMED_SOURCE = "bids:raw"
+
+
 def source_reference(bids_dir: Path, output_dir: Path, source_desc: dict) -> dict:
-    """How the output refers to its source dataset: its DOI if it has one, else a relative
-    path (an absolute path could name a person's home folder)."""
+    """How the output refers to its source dataset: its DOI if it has one; never a path."""
     ref: dict = {}
     doi = source_desc.get("DatasetDOI")
     if doi:
         ref["DOI"] = doi if doi.startswith("doi:") else f"doi:{doi}"
-    ref["URL"] = Path(os.path.relpath(bids_dir.resolve(), output_dir.resolve())).as_posix()
+    ref["URL"] = ref.get("DOI", UNNAMED_SOURCE)
     if source_desc.get("Version") or source_desc.get("DatasetVersion"):
         ref["Version"] = str(source_desc.get("Version") or source_desc.get("DatasetVersion"))
     return ref
@@ -56,8 +60,8 @@ def derivative_readme(source_name: str) -> str:
         f"# bids-deface outputs for {source_name}\n\n"
         "Each face-bearing anatomical image of the source dataset, defaced: the eyes, nose and\n"
         "ears found by bids-deface's detector are distorted (`*_desc-defaced_<suffix>.nii.gz`),\n"
-        "everything else is left unchanged voxel for voxel. The detected features are in\n"
-        "`*_desc-facialfeatures_dseg.nii.gz` (labels in `desc-facialfeatures_dseg.tsv`).\n"
+        "everything else is left unchanged voxel for voxel. (The detected feature labels outline\n"
+        "the ears and the nose: they are not part of this dataset.)\n"
         "Sidecars carry the source's metadata without identifying keys, and the provenance of\n"
         "the defacing (`BidsDeface`). `logs/` holds the command lines and per-image records.\n"
     )
@@ -76,9 +80,18 @@ def write_derivative_dataset(bids_dir: Path, output_dir: Path, source_desc: dict
     """The dataset-level files of the derivative layout (idempotent)."""
     ref = source_reference(bids_dir, output_dir, source_desc)
     write_json_atomic(output_dir / "dataset_description.json", derivative_description(source_desc, ref))
-    write_text_atomic(output_dir / "README.md", derivative_readme(source_desc.get("Name", bids_dir.name)))
-    write_text_atomic(output_dir / DSEG_TSV, dseg_tsv())
+    # (the folder's name is never used: it may name a person)
+    write_text_atomic(output_dir / "README.md", derivative_readme(source_desc.get("Name", "the source dataset")))
     ignore = output_dir / ".bidsignore"
     write_text_atomic(ignore, merged_bidsignore(ignore.read_text() if ignore.exists() else None))
+
+
+def write_labels_dataset(labels_dir: Path, source_desc: dict) -> None:
+    """The curator's labels folder (``--labels-dir``): a derivative dataset of the feature labels."""
+    desc = derivative_description(source_desc, source_reference(labels_dir, labels_dir, source_desc))
+    desc["Name"] = f"bids-deface feature labels: {source_desc.get('Name', 'the source dataset')}"
+    write_json_atomic(labels_dir / "dataset_description.json", desc)
+    write_text_atomic(labels_dir / DSEG_TSV, dseg_tsv())
+
 
 

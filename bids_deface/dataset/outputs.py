@@ -17,20 +17,19 @@ from bids_deface.images import save_exact
 
 
 def write_defaced(output_dir: str | Path, outputs: dict, source_relpath: str, defaced, labels,
-                  metadata: dict, prov: dict) -> dict:
-    """Write ``defaced`` (and, where ``outputs`` names them, its sidecar, ``labels`` and the
-    labels' sidecar) under ``output_dir``, then the per-image record; returns the record."""
+                  metadata: dict, prov: dict, labels_dir: str | Path | None = None) -> dict:
+    """Write ``defaced`` (and, in the derivative layout, its sidecar) under ``output_dir``, then the
+    per-image record; returns the record. ``labels`` (and their sidecar) go to ``labels_dir`` only:
+    they outline the ears and the nose, so they are never part of the shared output."""
     root = Path(output_dir)
     write_atomic(root / outputs["image"], lambda tmp: save_exact(defaced, tmp))
     written = {"image": outputs["image"]}
-    if outputs.get("sidecar") and outputs.get("dseg"):  # the derivative layout; the raw copy writes raw sidecars
+    if outputs.get("layout", "derivative") == "derivative":  # (the raw copy writes the raw sidecars)
         write_json_atomic(root / outputs["sidecar"], defaced_sidecar(metadata, source_relpath, prov))
         written["sidecar"] = outputs["sidecar"]
-    if outputs.get("dseg"):
-        write_atomic(root / outputs["dseg"], lambda tmp: nib.save(labels, tmp))
-        written["dseg"] = outputs["dseg"]
-        if outputs.get("dseg_sidecar"):
-            write_json_atomic(root / outputs["dseg_sidecar"], dseg_sidecar(source_relpath, prov))
+    if labels_dir and outputs.get("labels"):
+        write_atomic(Path(labels_dir) / outputs["labels"], lambda tmp: nib.save(labels, tmp))
+        write_json_atomic(Path(labels_dir) / outputs["labels_sidecar"], dseg_sidecar(source_relpath, prov))
     record = image_record(source_relpath=source_relpath, status="defaced", outputs=written, prov=prov)
     write_json_atomic(root / outputs["record"], record)
     return record

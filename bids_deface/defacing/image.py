@@ -154,7 +154,8 @@ def write(log: StepLog, job: ImageJob, settings: RunSettings, scrubbed: tuple, f
                       components=det.components, warnings=det.warnings, removed_keys=removed,
                       cleared_fields=cleared, qc=qc, fail_closed=found.decision.provenance, session=found.session)
     with log.step("write"):
-        record = write_defaced(settings.output_dir, job.outputs, job.relpath, img, found.labels, metadata, prov)
+        record = write_defaced(settings.output_dir, job.outputs, job.relpath, img, found.labels, metadata, prov,
+                               settings.labels_dir)
         if settings.vault_dir:
             seal_in_vault(job, settings, record["Outputs"])
         return record

@@ -22,6 +22,7 @@ class RunSettings:
     qc_override: tuple[str, ...] = ()  # QC checks ("face", "ears") whose finding does not refuse (--qc-override)
     allow_partial: bool = False  # deface with what was found when a feature cannot be shown gone
     threads: int = 1  # for the detector network
+    labels_dir: str | None = None  # the curator's copy of the feature labels (never in the output)
     vault_dir: str | None = None  # encrypted entries of what was removed (bids_deface.vault)
     vault_recipients: tuple[str, ...] = ()  # public keys (PEM) of those who may restore
 

@@ -55,11 +55,15 @@ def step_log_path(step_dir, image: FaceImage) -> Path:
 def image_job(image: FaceImage, settings: RunSettings, *, seed: int, step_dir, qc_dir=None, **extra) -> ImageJob:
     """What the node of ``image`` needs to know, as plain data."""
     paths = derivative_paths(image) if settings.output_layout == "derivative" else raw_paths(image)
+    names = derivative_paths(image)  # the labels' names (written to the curator's --labels-dir only)
     qc_figures, qc_json = qc_paths(image, qc_dir) if qc_dir is not None else (None, None)
     bids_dir = Path(image.path).absolute().parents[len(Path(image.relpath).parts) - 1]
     return ImageJob(path=str(image.path), relpath=image.relpath, bids_dir=str(bids_dir),
                     metadata=dict(image.metadata) if image.metadata else None,
-                    outputs={k: v for k, v in asdict(paths).items() if v}, seed=image_seed(seed, image.relpath),
+                    outputs={**{k: v for k, v in asdict(paths).items() if v and k not in ("dseg", "dseg_sidecar")},
+                             "labels": names.dseg, "labels_sidecar": names.dseg_sidecar,
+                             "layout": settings.output_layout},
+                    seed=image_seed(seed, image.relpath),
                     step_log=str(step_log_path(step_dir, image)), stem=image.stem, suffix=image.suffix,
                     qc_figures_dir=str(qc_figures) if qc_figures else None,
                     qc_json=str(qc_json) if qc_json else None, **extra)

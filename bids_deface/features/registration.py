@@ -70,9 +70,11 @@ def _cranium(head: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, float]:
     return top.mean(axis=1), float(hi - lo)
 
 
-def _extent(head: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _extent(head: np.ndarray, affine: np.ndarray, margin: float = CUT_MM
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """World bounding box (lo, hi) of the head, and per world axis whether the field of view
-    cuts the head at its low and at its high end (head voxels on the grid's border there)."""
+    cuts the head at its low and at its high end (head voxels on the grid's border, within
+    ``margin`` mm of the head's extreme there)."""
     xyz = world_coords(affine, head)
     lo, hi = xyz.min(axis=1), xyz.max(axis=1)
     border = head.copy()
@@ -80,18 +82,34 @@ def _extent(head: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarra
     edge = world_coords(affine, border)
     if not edge.size:
         return lo, hi, np.zeros(3, bool), np.zeros(3, bool)
-    return lo, hi, (edge < lo[:, None] + CUT_MM).any(1), (edge > hi[:, None] - CUT_MM).any(1)
+    return lo, hi, (edge < lo[:, None] + margin).any(1), (edge > hi[:, None] - margin).any(1)
+
+
+def _starts(image_head: np.ndarray, image_affine: np.ndarray, template_head: np.ndarray,
+            template_affine: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """Where the registration may start (:func:`_start`): with the field of view's cuts read at
+    CUT_MM, at twice that, and as if there were none. Whether a head counts as cut can flip on a
+    rounding of its header, so each distinct reading is a start, and the better fit is kept."""
+    none = np.zeros(3, bool)
+    readings = []
+    for margin in (CUT_MM, 2 * CUT_MM, None):
+        cut = _extent(image_head, image_affine, margin)[2:] if margin else (none, none)
+        if not any(np.array_equal(cut[0], r[0]) and np.array_equal(cut[1], r[1]) for r in readings):
+            readings.append(cut)
+    return [_start(image_head, image_affine, template_head, template_affine, cut) for cut in readings]
 
 
 def _start(image_head: np.ndarray, image_affine: np.ndarray, template_head: np.ndarray,
-           template_affine: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+           template_affine: np.ndarray, cut: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray, float]:
     """Where the registration starts: the template's cranium centre on the image's, scaled to its
-    width; but along a world axis where the field of view cuts the image's head at one end only,
-    the template's other, uncut edge on the image's (half a head has no centre to match)."""
+    width; but along a world axis where the field of view cuts the image's head at one end only
+    (``cut``: per axis, cut at the low end, at the high end), the template's other, uncut edge on
+    the image's (half a head has no centre to match)."""
     c_img, w_img = _cranium(image_head, image_affine)
     c_tpl, w_tpl = _cranium(template_head, template_affine)
-    lo_i, hi_i, cut_lo, cut_hi = _extent(image_head, image_affine)
+    lo_i, hi_i, _, _ = _extent(image_head, image_affine)
     lo_t, hi_t, _, _ = _extent(template_head, template_affine)
+    cut_lo, cut_hi = cut
     one_sided = cut_lo != cut_hi
     scale = 1.0 if one_sided[0] else float(np.clip(w_img / max(w_tpl, 1.0), 0.8, 1.25))
     for a in np.flatnonzero(one_sided):
@@ -217,12 +235,16 @@ def register_downsampled(image2: np.ndarray, affine2: np.ndarray, template: np.n
                          template_affine: np.ndarray) -> tuple[np.ndarray, float]:
     """:func:`register_template` of an image already reduced to about 2 mm (``block_mean``)."""
     coarse, coarse_affine = block_mean(image2, affine2, 4.0)
-    c_img, c_tpl, scale = _start(coarse_head(coarse), coarse_affine, coarse_head(template), template_affine)
-    centre = np.eye(4)
-    centre[:3, 3] = c_img
-    params = np.zeros(12)
-    params[6:9] = np.log(scale)
-    return _optimise(image2, affine2, template, template_affine, centre, c_tpl, params, SCHEDULE)
+    best = None
+    for c_img, c_tpl, scale in _starts(coarse_head(coarse), coarse_affine, coarse_head(template), template_affine):
+        centre = np.eye(4)
+        centre[:3, 3] = c_img
+        params = np.zeros(12)
+        params[6:9] = np.log(scale)
+        found = _optimise(image2, affine2, template, template_affine, centre, c_tpl, params, SCHEDULE)
+        if best is None or found[1] > best[1]:  # the higher mutual information
+            best = found
+    return best
 
 
 def _optimise(image2, affine2, template, template_affine, centre, c_tpl, params, schedule):

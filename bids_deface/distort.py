@@ -60,8 +60,8 @@ class Params:
     into the untouched face; ``envelope_width_mm``: bumps and pits narrower than this are planed
     off; ``max_cut_mm`` / ``max_fill_mm``: how far the new surface may lie behind / in front of
     the old one; ``ear_air_margin_mm``: air around the ear that is replaced with it;
-    ``ear_margin_mm``, ``ear_envelope_width_mm``: the ear's window margin and envelope width,
-    seen from the side.
+    ``ear_margin_mm``, ``ear_envelope_width_mm``, ``ear_band_mm``: the ear's window margin,
+    envelope width and skin band, seen from the side (the band reaches the auricle's root).
     """
 
     eye_box_margin_mm: float = 15.0
@@ -74,6 +74,7 @@ class Params:
     ear_air_margin_mm: float = 3.0
     ear_margin_mm: float = 8.0
     ear_envelope_width_mm: float = 45.0
+    ear_band_mm: float = 5.0
 
 
 def _name(img) -> str:

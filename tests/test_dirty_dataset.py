@@ -290,8 +290,6 @@ def test_run_succeeds_and_output_passes_the_validator(layout, request):
 def test_no_planted_value_in_any_output_byte_log_or_report(layout, request, dirty):
     out, work, proc = request.getfixturevalue(layout)
     leaks = find_leaks(out, {**SECRETS, "input_path": str(dirty)}, proc.stderr)
-    if layout == "derivative":  # SourceDatasets names the input by a relative path (description.py)
-        leaks.remove("folder in dataset_description.json")
     assert leaks == []
 
 

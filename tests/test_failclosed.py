@@ -153,6 +153,19 @@ def test_a_feature_the_detector_missed_is_taken_from_the_sound_template(sub01_ru
     assert covered > 0.5, covered
 
 
+def test_a_feature_seen_by_the_network_but_with_no_voxels_is_not_counted_as_found(sub01_run, sub01):
+    """The network placed a nose, but its full-resolution extent came out empty: nothing of it
+    would be distorted, so the gate must not count it as the detector's (the template stands in)."""
+    _, detection, loc = sub01_run
+    data = np.asarray(detection.labels.dataobj).copy()
+    data[data == LABELS["nose"]] = 0
+    empty = dataclasses.replace(detection, labels=nib.Nifti1Image(data, detection.labels.affine))
+    assert empty.centroids_mm["nose"]  # still "seen"
+    decision = decide(empty, loc, sub01)
+    assert sources(decision)["nose"] == ["template"], decision.provenance["features"]["nose"]
+    assert np.count_nonzero(decision.labels == LABELS["nose"]) > 0
+
+
 def test_a_failed_registration_refuses_even_what_the_detector_found(sub01):
     """A field of view holding the face only (no cranium): the template cannot be placed."""
     face = perturb.cropped(sub01, lambda x, y, z: (y > 40) & (z < 10) & (z > -110))

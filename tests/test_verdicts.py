@@ -186,7 +186,9 @@ def test_an_ear_left_is_refused_by_qc(tmp_path):
     result = run_qc(img, defaced, labels, tmp_path, "sub-01_T1w")
     ears = [r["reason"] for r in result["refusals"] if r["check"] == "ears"]
     assert len(ears) == 2 and result["ears_left"] is True, result["refusals"]
-    assert "outline remains in the profile renders" in ears[0] and "0% of the detected ears' tissue" in ears[1]
+    assert "outline remains in the profile renders" in ears[0]
+    left = re.search(r"an ear is left: (\d+)% of the detected ears' tissue was distorted", ears[1])
+    assert left and int(left.group(1)) < 10, ears[1]  # the face windows may graze an ear's front
     assert set(result["ears"]["seen_after"]) == set(result["ears"]["seen_before"]) != set()
     assert qc_failed(result) and qc_failed(result, override=["face"]) and not qc_failed(result, override=["face", "ears"])
 

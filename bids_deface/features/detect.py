@@ -28,7 +28,7 @@ from .geometry import air_threshold, as_3d
 from .inference import load_network
 from .preprocess import grid_affine, head_box, normalise, sample_to_grid
 from .nose import external_nose
-from .surface import Head, auricle, axis_towards, coarse_solid_head, eye_region
+from .surface import Head, auricle, axis_towards, coarse_solid_head, eye_region, world_box
 
 MIN_COMPONENT_VOXELS = 3  # on the 4 mm grid: 192 mm³
 MIN_RELATIVE_SIZE = 0.2  # fragments smaller than this fraction of the feature's largest component are noise
@@ -85,6 +85,22 @@ def _extent(head: Head, name: str, component: np.ndarray, centre: np.ndarray, ne
     idx = np.argwhere(component)
     corners = nib.affines.apply_affine(net_affine, np.array([idx.min(0) - 0.5, idx.max(0) + 0.5]))
     return external_nose(head, corners.min(0), corners.max(0), front, eyes if len(eyes) == 2 else None)
+
+
+def _network_extent(head: Head, component: np.ndarray, net_affine: np.ndarray):
+    """(voxel slices, mask) of the network's own component on the input grid, grown by one 4 mm
+    cell: the extent when the surface shows nothing its rule can follow (a nose across a few
+    thick slices), so that a feature the network found is never left with no voxels."""
+    grown = ndi.binary_dilation(component)
+    idx = np.argwhere(grown)
+    corners = nib.affines.apply_affine(net_affine, np.array([idx.min(0) - 0.5, idx.max(0) + 0.5]))
+    box = world_box(head.data.shape, head.affine, corners.min(0), corners.max(0))
+    ijk = np.stack(np.meshgrid(*[np.arange(b.start, b.stop) for b in box], indexing="ij"), axis=-1)
+    cell = np.rint(nib.affines.apply_affine(np.linalg.inv(net_affine) @ head.affine, ijk)).astype(int)
+    inside = np.all((cell >= 0) & (cell < np.array(grown.shape)), axis=-1)
+    mask = np.zeros(ijk.shape[:3], bool)
+    mask[inside] = grown[tuple(cell[inside].T)]
+    return box, mask
 
 
 def _count_warnings(name: str, found: int, expected: int) -> list[str]:
@@ -163,6 +179,9 @@ def detect_features(img: nib.spatialimages.SpatialImage, weights: str | Path | N
             continue
         for comp, centre in zip(comps, cents):
             box, mask = _extent(head, name, comp, centre, net_affine, centroids.get("eyes", []))
+            if not mask.any():
+                warnings.append(f"{name}: the surface shows no {name} at full resolution; the network's region is used")
+                box, mask = _network_extent(head, comp, net_affine)
             if mask.size:
                 region = labels[box]
                 region[mask & (region == 0)] = value

@@ -40,6 +40,7 @@ MIN_VISIBLE = 0.05  # a part with less of itself inside the field of view may li
 MIN_CUT = 0.5  # ... if the head reaches the edge where at least this much of it leaves the view
 MIN_TISSUE = 0.5  # the template stands in only where the image holds head tissue
 MIN_CONFIRMING = 2  # detected parts that must agree with the template before it may stand in
+LABELLED_WITHIN_MM = 20.0  # a detected part counts as found only with label voxels this near its centroid
 FALLBACK_MARGIN_MM = 6.0  # a template region grown by this much covers one head's own feature
 EYE_DISTANCE_MM = (35.0, 95.0)
 EAR_DISTANCE_MM = (100.0, 220.0)
@@ -175,9 +176,9 @@ def decide(detection, localisation: Localisation, img: nib.spatialimages.Spatial
     det_labels = np.asarray(detection.labels.dataobj)
     if det_labels.shape != tuple(img.shape) or tuple(loc.shape) != tuple(img.shape):
         raise ValueError(f"detection {det_labels.shape}, localisation {loc.shape} and image {img.shape} differ in shape")
-    found = {f: [np.asarray(c, float) for c in detection.centroids_mm.get(f, [])] for f in FEATURES}
-    parts = _accounted_parts(found, loc, features)
-    always, partial = _problems(detection, found, loc, parts, features)
+    seen = {f: [np.asarray(c, float) for c in detection.centroids_mm.get(f, [])] for f in FEATURES}
+    parts = _accounted_parts(_labelled_centroids(seen, det_labels, img.affine), loc, features)
+    always, partial = _problems(detection, seen, loc, parts, features)  # layout: whatever the network saw
     refused = bool(always) or (bool(partial) and not allow_partial)
     data = np.asarray(img.dataobj, dtype=np.float32)
     labels = _labels(det_labels, data, loc, parts, features)
@@ -187,6 +188,23 @@ def decide(detection, localisation: Localisation, img: nib.spatialimages.Spatial
     provenance = _provenance(detection, loc, parts, features, allow_partial, labels, protect,
                              always + partial, verdict, reason)
     return Decision(verdict, reason, labels, protect, provenance)
+
+
+def _labelled_centroids(seen: dict[str, list[np.ndarray]], det_labels: np.ndarray,
+                        affine: np.ndarray) -> dict[str, list[np.ndarray]]:
+    """The detector's centroids that its full-resolution labels hold voxels of (within
+    ``LABELLED_WITHIN_MM``): a part the network saw but whose extent came out empty would
+    otherwise count as found while nothing of it is distorted."""
+    found = {}
+    for f in FEATURES:
+        cents = seen[f]
+        idx = np.argwhere(det_labels == LABELS[f])
+        if not cents or idx.size == 0:
+            found[f] = []
+            continue
+        world = nib.affines.apply_affine(affine, idx)
+        found[f] = [c for c in cents if np.min(np.linalg.norm(world - c, axis=1)) <= LABELLED_WITHIN_MM]
+    return found
 
 
 def _accounted_parts(found: dict[str, list[np.ndarray]], loc: Localisation, features) -> dict[str, list[Part]]:

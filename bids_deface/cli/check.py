@@ -23,6 +23,7 @@ from bids_deface.cli.parser import UsageError
 from bids_deface.cli.workdir import WorkDirError, private_work_dir, remove_work
 from bids_deface.dataset.naming import strip_prefix
 from bids_deface.metadata import PolicyError, load_metadata_policy
+from bids_deface.workflows.execution import execution_plugin
 
 
 def inside(path, root) -> bool:
@@ -95,7 +96,7 @@ def _check_images(opts, images, work) -> list[FileResult]:
     wf, result_files = init_check_wf(images=[(f.path, f.relpath) for f in images],
                                      results_dir=work / "results", figures_dir=work / "figures")
     _configure_nipype(wf, work, opts)
-    plugin, plugin_args = _plugin(opts, len(images))
+    plugin, plugin_args = execution_plugin(opts, len(images))
     try:
         wf.run(plugin=plugin, plugin_args=plugin_args)
     except RuntimeError:
@@ -107,17 +108,6 @@ def _check_images(opts, images, work) -> list[FileResult]:
         else:
             out.append(FileResult(relpath, "image", [Finding(relpath, "unreadable", "", "the check did not finish")]))
     return out
-
-
-def _plugin(opts, n_images: int) -> tuple[str, dict]:
-    """One image or one process runs in this process (Linear): a worker would load the detectors again."""
-    args = dict(opts.plugin_args)
-    if opts.plugin == "MultiProc" and (n_images == 1 or opts.nprocs == 1) and not args:
-        return "Linear", {}
-    if opts.plugin == "MultiProc":
-        args.setdefault("n_procs", opts.nprocs)
-        args.setdefault("raise_insufficient", False)
-    return opts.plugin, args
 
 
 def _configure_nipype(wf, work, opts) -> None:

@@ -33,6 +33,7 @@ from bids_deface.defacing.image import image_steps
 from bids_deface.defacing.settings import RunSettings
 from bids_deface.defacing.steps import read_step_log, verdict_of
 from bids_deface.workflows.base import step_log_path
+from bids_deface.workflows.execution import execution_plugin
 
 
 @dataclass
@@ -270,21 +271,6 @@ def image_outcome(steps: list[dict], relpath: str) -> tuple[str, str]:
     """(verdict, reason) of one image from its step log: "defaced" when its last step wrote it,
     else "refused" or "failed" with the first step's reason."""
     return verdict_of(steps) or ("failed", f"{relpath}: not defaced (the run stopped before its last step)")
-
-
-def execution_plugin(opts, n_images: int) -> tuple[str, dict]:
-    """The nipype plugin and its arguments for this run.
-
-    One image, or one process, runs in this process (nipype's Linear plugin): a MultiProc worker
-    would import the detector's libraries (~2 s of CPU) again, for nothing to run in parallel.
-    """
-    plugin_args = dict(opts.plugin_args)
-    if opts.plugin == "MultiProc" and (n_images == 1 or opts.nprocs == 1) and not plugin_args:
-        return "Linear", {}
-    if opts.plugin == "MultiProc":
-        plugin_args.setdefault("n_procs", opts.nprocs)
-        plugin_args.setdefault("raise_insufficient", False)
-    return opts.plugin, plugin_args
 
 
 def _run_workflow(opts, images, work_dir: Path, step_dir: Path, omp: int, run: _Run | None = None) -> set[str]:

@@ -10,7 +10,6 @@ local processes (MultiProc), or as cluster jobs (SLURM …), one job per session
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import asdict
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from bids_deface.dataset.select import FaceImage
 from bids_deface.defacing.session import acquisition_key, choose_reference, kept_path, plan_session
 from bids_deface.defacing.settings import ImageJob, RunSettings
 from bids_deface.interfaces.image import DefaceImage, DefaceSession
+from bids_deface.workflows.execution import unique_node_name
 
 # memory of one image's journey (a 1 mm head: input, RAS copy, defaced copy, detector, QC renders)
 MEM_GB = 1.5
@@ -37,13 +37,7 @@ def image_seed(seed: int, relpath: str) -> int:
 def node_name(image: FaceImage, taken: set[str], what: str = "") -> str:
     """A nipype-safe, readable, unique name: ``deface_sub_01_ses_a_T1w`` (``deface_session_sub_01_ses_a``)."""
     stem = image.stem if not what else "_".join(p for p in image.stem.split("_") if p.startswith(("sub-", "ses-")))
-    base = "deface_" + (f"{what}_" if what else "") + re.sub(r"[^0-9A-Za-z]", "_", stem)
-    name, i = base, 1
-    while name in taken:
-        i += 1
-        name = f"{base}_{i}"
-    taken.add(name)
-    return name
+    return unique_node_name("deface_" + what if what else "deface", stem, taken)
 
 
 def step_log_path(step_dir, image: FaceImage) -> Path:

@@ -8,12 +8,13 @@ run's private results folder (renders into its figures folder); the caller reads
 from __future__ import annotations
 
 import json
-import re
 import sys
 from pathlib import Path
 
 from nipype.interfaces.base import BaseInterfaceInputSpec, SimpleInterface, TraitedSpec, traits
 from nipype.pipeline import engine as pe
+
+from bids_deface.workflows.execution import unique_node_name
 
 
 class _CheckImageInputSpec(BaseInterfaceInputSpec):
@@ -63,13 +64,7 @@ def progress(results_dir: Path, total: int, result) -> None:
 
 
 def node_name(relpath: str, taken: set[str]) -> str:
-    base = "check_" + re.sub(r"[^0-9A-Za-z]", "_", relpath)
-    name, i = base, 1
-    while name in taken:
-        i += 1
-        name = f"{base}_{i}"
-    taken.add(name)
-    return name
+    return unique_node_name("check", relpath, taken)
 
 
 def init_check_wf(*, images, results_dir, figures_dir, name="bids_deface_check_wf"):

@@ -95,14 +95,31 @@ def _vault_options(p: argparse.ArgumentParser) -> None:
                         "may open the vault; repeat for several recipients ('bids-deface keygen' writes one)")
 
 
+def _command(sub, name: str, summary: str, description: str, usage: str | None = None) -> argparse.ArgumentParser:
+    """The subcommand's parser: ``summary`` in the command list, ``description`` in its help."""
+    return sub.add_parser(name, prog=f"{PROG} {usage or name}", help=summary, description=description)
+
+
+def _prose(text: str) -> str:
+    """A help text written as a paragraph in the source: one line, single spaces."""
+    return " ".join(text.split())
+
+
+def _paths(p: argparse.ArgumentParser, *folders: tuple[str, str, str | None]) -> None:
+    """Positional paths: (name, help, metavar or None)."""
+    for dest, text, metavar in folders:
+        p.add_argument(dest, type=Path, help=text, **({"metavar": metavar} if metavar else {}))
+
+
 def _verbosity(p: argparse.ArgumentParser) -> None:
     p.add_argument("-v", "--verbose", action="count", default=0, help="more messages (-vv: nipype's too)")
 
 
 def _participant(sub) -> None:
-    p = sub.add_parser("participant", prog=f"{PROG} BIDS_DIR OUTPUT_DIR participant", help="deface every face-bearing image",
-                       description="Deface every face-bearing image of BIDS_DIR: find the eyes, nose and ears "
-                                   "with a 3D U-Net and distort only those; remove identifying metadata.")
+    p = _command(sub, "participant", "deface every face-bearing image", _prose("""
+    Deface every face-bearing image of BIDS_DIR: find the eyes, nose and ears with a 3D U-Net and
+    distort only those; remove identifying metadata.
+    """), usage="BIDS_DIR OUTPUT_DIR participant")
     _bids_app_positionals(p)
     _selection(p)
     p.add_argument_group("validation").add_argument(
@@ -177,20 +194,21 @@ def _execution(p: argparse.ArgumentParser) -> None:
 
 
 def _group(sub) -> None:
-    p = sub.add_parser("group", prog=f"{PROG} BIDS_DIR OUTPUT_DIR group", help="summarise every image (TSV and HTML)",
-                       description="Summarise the participant level's results in OUTPUT_DIR: one row per "
-                                   "image (TSV and HTML).")
+    p = _command(sub, "group", "summarise every image (TSV and HTML)", _prose("""
+    Summarise the participant level's results in OUTPUT_DIR: one row per image (TSV and HTML).
+    """), usage="BIDS_DIR OUTPUT_DIR group")
     _bids_app_positionals(p)
     _selection(p)
     _verbosity(p)
 
 
 def _dicom(sub) -> None:
-    p = sub.add_parser("dicom", prog=f"{PROG} dicom", help="de-identify and deface a folder of DICOM files",
-                       description="De-identify DICOM headers to PS3.15 Annex E and deface the pixels of head "
-                                   "MR/CT series (eyes, nose, ears), writing a mirrored tree with neutral names.")
-    p.add_argument("in_dir", type=Path, help="folder of DICOM files (searched recursively; never written)")
-    p.add_argument("out_dir", type=Path, help="output folder (created; must not be inside IN_DIR nor contain it)")
+    p = _command(sub, "dicom", "de-identify and deface a folder of DICOM files", _prose("""
+    De-identify DICOM headers to PS3.15 Annex E and deface the pixels of head MR/CT series (eyes,
+    nose, ears), writing a mirrored tree with neutral names.
+    """))
+    _paths(p, ("in_dir", "folder of DICOM files (searched recursively; never written)", None),
+           ("out_dir", "output folder (created; must not be inside IN_DIR nor contain it)", None))
     key = p.add_mutually_exclusive_group()
     key.add_argument("--key", help="secret key for UIDs, pseudonyms and date shifts (or set "
                                    "$BIDS_DEFACE_DICOM_KEY); keep it to re-run consistently")
@@ -227,13 +245,13 @@ def _dicom(sub) -> None:
 
 
 def _keygen(sub) -> None:
-    p = sub.add_parser("keygen", prog=f"{PROG} keygen", help="write a key pair for the vault",
-                       description="Write a key pair for the vault: OUT_PREFIX.key.pem (private, encrypted under a "
-                                   "passphrase read from $BIDS_DEFACE_KEY_PASSPHRASE or the terminal; mode 0600), "
-                                   "OUT_PREFIX.pub.pem (public: give it to whoever runs bids-deface) and, for RSA, "
-                                   "OUT_PREFIX.cert.pem (a self-signed certificate: the DICOM door's recipient). "
-                                   "Existing files are never overwritten.")
-    p.add_argument("out_prefix", type=Path, metavar="OUT_PREFIX", help="path and name of the key files, without extension")
+    p = _command(sub, "keygen", "write a key pair for the vault", _prose("""
+    Write a key pair for the vault: OUT_PREFIX.key.pem (private, encrypted under a passphrase read
+    from $BIDS_DEFACE_KEY_PASSPHRASE or the terminal; mode 0600), OUT_PREFIX.pub.pem (public: give
+    it to whoever runs bids-deface) and, for RSA, OUT_PREFIX.cert.pem (a self-signed certificate:
+    the DICOM door's recipient). Existing files are never overwritten.
+    """))
+    _paths(p, ("out_prefix", "path and name of the key files, without extension", "OUT_PREFIX"))
     p.add_argument("--type", choices=["rsa", "x25519"], default="rsa", dest="key_type",
                    help="rsa (default; RSA-OAEP-SHA-256, and CMS for DICOM) or x25519 (ECDH + HKDF-SHA-256)")
     p.add_argument("--rsa-bits", type=int, choices=[3072, 4096], default=3072, help="RSA key size (default 3072)")
@@ -243,28 +261,29 @@ def _keygen(sub) -> None:
 
 
 def _restore(sub) -> None:
-    p = sub.add_parser("restore", prog=f"{PROG} restore", help="rebuild the original files from the vault",
-                       description="Rebuild, under RESTORED_DIR, the original of every file the vault covers: "
-                                   "text files and .nii byte for byte, .nii.gz with the same decompressed stream, "
-                                   "DICOM byte for byte. Each file that cannot be restored is named with the reason; "
-                                   "exit status 1 if any. Reads the private key's passphrase from "
-                                   "$BIDS_DEFACE_KEY_PASSPHRASE or the terminal.")
-    p.add_argument("output_dir", type=Path, help="the output the vault was written with (never written)")
-    p.add_argument("vault_dir", type=Path, help="the vault folder (--vault-dir of the run)")
-    p.add_argument("restored_dir", type=Path, help="where the originals go (created, 0700; outside OUTPUT_DIR and VAULT_DIR)")
+    p = _command(sub, "restore", "rebuild the original files from the vault", _prose("""
+    Rebuild, under RESTORED_DIR, the original of every file the vault covers: text files and .nii
+    byte for byte, .nii.gz with the same decompressed stream, DICOM byte for byte. Each file that
+    cannot be restored is named with the reason; exit status 1 if any. Reads the private key's
+    passphrase from $BIDS_DEFACE_KEY_PASSPHRASE or the terminal.
+    """))
+    _paths(p, ("output_dir", "the output the vault was written with (never written)", None),
+           ("vault_dir", "the vault folder (--vault-dir of the run)", None),
+           ("restored_dir", "where the originals go (created, 0700; outside OUTPUT_DIR and VAULT_DIR)", None))
     p.add_argument("--identity", type=existing_file, required=True, metavar="PRIVATE_KEY.pem",
                    help="a recipient's private key (PREFIX.key.pem from 'bids-deface keygen')")
     _verbosity(p)
 
 
 def _check(sub) -> None:
-    p = sub.add_parser("check", prog=f"{PROG} check", help="privacy preflight of any dataset (faces, ears, metadata)",
-                       description="Check any BIDS dataset (raw or derivative, defaced by any tool or not) before it is "
-                                   "shared: renders of every image that can show a face (9 yaws x 3 pitches) read by "
-                                   "three face detectors and an ear check; sidecars, tables and text files against the "
-                                   "metadata allow-list and PHI detection; NIfTI headers. One line per flagged file "
-                                   "(check and place, never the value); exit status 0 when nothing was found, 1 if any.")
-    p.add_argument("dataset_dir", type=Path, metavar="DATASET_DIR", help="the dataset to check (never written)")
+    p = _command(sub, "check", "privacy preflight of any dataset (faces, ears, metadata)", _prose("""
+    Check any BIDS dataset (raw or derivative, defaced by any tool or not) before it is shared:
+    renders of every image that can show a face (9 yaws x 3 pitches) read by three face detectors
+    and an ear check; sidecars, tables and text files against the metadata allow-list and PHI
+    detection; NIfTI headers. One line per flagged file (check and place, never the value); exit
+    status 0 when nothing was found, 1 if any.
+    """))
+    _paths(p, ("dataset_dir", "the dataset to check (never written)", "DATASET_DIR"))
     p.add_argument("--report-dir", type=Path, required=True, metavar="DIR", help="where check.tsv, check.json and "
                    "check.html go (outside DATASET_DIR: the report shows the faces and ears it finds)")
     p.add_argument("--participant-label", "--participant_label", nargs="+", metavar="LABEL",

@@ -41,22 +41,31 @@ def _stat(entry: os.DirEntry) -> tuple[int, int, str]:
         return st.st_size, st.st_mtime_ns, "L"
 
 
-def _walk(path: str, rel: str, skip, shallow, depth: int = 0) -> Iterable[str]:
-    """Lines ``/rel<TAB>size<TAB>mtime_ns`` of the files under ``path``, sorted by name."""
+def _entries(path: str, rel: str, skip) -> Iterable[tuple[os.DirEntry, str]]:
+    """(entry, ``rel/name``) of the folder ``path``, sorted by name, without what ``skip`` leaves out."""
     with os.scandir(path) as listing:
         entries = sorted(listing, key=lambda e: e.name)
     for entry in entries:
         sub = f"{rel}/{entry.name}"
-        if skip(sub):
-            continue
-        if entry.is_dir():
-            if shallow(sub) or depth >= _MAX_DEPTH:
-                yield f"{sub}/\t-\t-"  # its presence counts, not its content
-            else:
-                yield from _walk(entry.path, sub, skip, shallow, depth + 1)
-        else:
-            size, mtime, link = _stat(entry)
-            yield f"{sub}\t{size}\t{mtime}{link}"
+        if not skip(sub):
+            yield entry, sub
+
+
+def _lines(entry: os.DirEntry, sub: str, skip, shallow, depth: int) -> Iterable[str]:
+    """Lines ``/rel<TAB>size<TAB>mtime_ns`` of one entry: a file, or the files under a folder."""
+    if not entry.is_dir():
+        size, mtime, link = _stat(entry)
+        yield f"{sub}\t{size}\t{mtime}{link}"
+    elif shallow(sub) or depth >= _MAX_DEPTH:
+        yield f"{sub}/\t-\t-"  # its presence counts, not its content
+    else:
+        yield from _walk(entry.path, sub, skip, shallow, depth + 1)
+
+
+def _walk(path: str, rel: str, skip, shallow, depth: int = 0) -> Iterable[str]:
+    """Lines ``/rel<TAB>size<TAB>mtime_ns`` of the files under ``path``, sorted by name."""
+    for entry, sub in _entries(path, rel, skip):
+        yield from _lines(entry, sub, skip, shallow, depth)
 
 
 def _never(_rel: str) -> bool:
@@ -80,26 +89,15 @@ def part_digests(bids_dir: Path, participants: Iterable[str] | None = None, *,
     """
     wanted = None if participants is None else {f"sub-{label}" for label in participants}
     digests: dict[str, hashlib._Hash] = {DATASET_LEVEL: hashlib.sha256()}
-    with os.scandir(bids_dir) as listing:
-        entries = sorted(listing, key=lambda e: e.name)
-    for entry in entries:
-        rel = f"/{entry.name}"
-        if skip(rel):
-            continue
+    for entry, rel in _entries(bids_dir, "", skip):
         if entry.name.startswith("sub-") and entry.is_dir():
             if wanted is not None and entry.name not in wanted:
                 continue
             digest = digests.setdefault(entry.name, hashlib.sha256())
-            for line in _walk(entry.path, rel, skip, shallow, 1):
-                digest.update(line.encode("utf-8", "surrogateescape") + b"\n")
-            continue
-        if entry.is_dir():
-            lines = [f"{rel}/\t-\t-"] if shallow(rel) else _walk(entry.path, rel, skip, shallow, 1)
         else:
-            size, mtime, link = _stat(entry)
-            lines = [f"{rel}\t{size}\t{mtime}{link}"]
-        for line in lines:
-            digests[DATASET_LEVEL].update(line.encode("utf-8", "surrogateescape") + b"\n")
+            digest = digests[DATASET_LEVEL]
+        for line in _lines(entry, rel, skip, shallow, 0):
+            digest.update(line.encode("utf-8", "surrogateescape") + b"\n")
     for label in wanted or ():
         digests.setdefault(label, hashlib.sha256())  # a selected participant without a folder
     return {part: digest.hexdigest() for part, digest in digests.items()}

@@ -25,6 +25,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bids_deface.readfile import read_bytes
 from bids_deface.dataset.atomic import write_text_atomic
 
 LABEL = re.compile(r"^[0-9A-Za-z]+$")
@@ -132,10 +133,7 @@ def load_relabeller(path: str | Path | None) -> Relabeller:
     if path is None:
         return Relabeller()
     where = str(path)
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise RelabelError(f"{where}: cannot be read ({exc.strerror})") from None
+    raw = read_bytes(path, where, RelabelError)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:

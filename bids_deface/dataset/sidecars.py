@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path, PurePosixPath
 
+from bids_deface.readfile import read_bytes
+
 # Deeper nesting is no sidecar a converter writes (and recursion limits lie not far beyond).
 MAX_SIDECAR_DEPTH = 64
 
@@ -43,10 +45,7 @@ def _depth(text: str) -> int:
 
 def read_sidecar(path: Path, relpath: str) -> dict:
     """The JSON object in ``path``; ``relpath`` names it in messages."""
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise SidecarError(f"{relpath}: cannot be read ({exc.strerror})") from None
+    raw = read_bytes(path, relpath, SidecarError)
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:

@@ -33,6 +33,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
+from bids_deface.readfile import read_bytes
+
 METHODS = ("replace", "redact", "mask", "hash", "encrypt")
 DEFAULT_METHOD = "redact"
 HASH_KEY_ENV = "BIDS_DEFACE_HASH_KEY"
@@ -54,10 +56,7 @@ def load_hash_key(path: str | Path | None = None, environ=None) -> bytes | None:
     ``$BIDS_DEFACE_HASH_KEY``, else None. At least 16 bytes; the key is never echoed."""
     environ = os.environ if environ is None else environ
     if path is not None:
-        try:
-            key = Path(path).read_bytes()
-        except OSError as exc:
-            raise MethodError(f"{path}: hash key file cannot be read ({exc.strerror})") from None
+        key = read_bytes(path, str(path), MethodError, "hash key file")
         key = key[:-1] if key.endswith(b"\n") else key
         where = str(path)
     elif environ.get(HASH_KEY_ENV):

@@ -9,9 +9,11 @@ import os
 from pathlib import Path
 
 from bids_deface.dataset.select import FACE_SUFFIXES
+from bids_deface.distortion_params import Params
 from bids_deface.features import FEATURES
 
 PROG = "bids-deface"
+_DEFAULTS = Params()
 QC_CHECKS = ("face", "ears")  # bids_deface.qc.CHECKS (not imported here: the parser stays light)
 
 
@@ -140,11 +142,14 @@ def _participant(sub) -> None:
     dfc.add_argument("--seed", type=int, default=0,
                      help="seed of the ear noise; the same seed gives the same output (default 0)")
     dfc.add_argument("--eye-margin-mm", type=float, dest="eye_box_margin_mm", metavar="MM",
-                     help="margin of the periocular boxes around each eye, mm (paper default: 10)")
+                     help=f"periocular margin around each eye's footprint, mm (default {_DEFAULTS.eye_box_margin_mm:g}; "
+                          "the paper's: 10)")
     dfc.add_argument("--eye-band-vox", type=int, dest="eye_surface_band_vox", metavar="N",
-                     help="voxels on each side of the face surface flattened in the eye boxes (paper: 2)")
+                     help=f"voxels of skin beneath the new face surface (default {_DEFAULTS.eye_surface_band_vox}; "
+                          "the paper's band: 2)")
     dfc.add_argument("--nose-box-scale", type=float, dest="nose_box_scale", metavar="FACTOR",
-                     help="factor on the nose box's half-extent (paper: 2, i.e. doubled on each side)")
+                     help=f"the nose's window reaches its half-extent times this, minus one, beyond the nose "
+                          f"(default {_DEFAULTS.nose_box_scale:g}, which also planes the upper lip; the paper's: 2)")
     dfc.add_argument("--metadata-policy", type=existing_file, metavar="FILE",
                      help="a metadata policy (JSON) that extends or overrides the shipped one")
     dfc.add_argument("--hash-key-file", type=existing_file, metavar="FILE", help="secret key (>= 16 bytes) of the "

@@ -166,6 +166,18 @@ def _scaled(raw: np.ndarray, slope: float, inter: float) -> np.ndarray:
 # ----------------------------------------------------------------- regions
 
 
+def _apart(idx: np.ndarray, gap: np.ndarray) -> list[np.ndarray]:
+    """``idx`` (voxel indices) split into groups no box of which comes within ``gap`` voxels of
+    another's along some axis (the two ears: two small boxes instead of one across the head)."""
+    for axis in range(idx.shape[1]):
+        values = np.unique(idx[:, axis])
+        jumps = np.nonzero(np.diff(values) > gap[axis])[0]
+        if jumps.size:
+            cut = values[jumps[0]]
+            return _apart(idx[idx[:, axis] <= cut], gap) + _apart(idx[idx[:, axis] > cut], gap)
+    return [idx]
+
+
 def ear_region(labels: np.ndarray, values: np.ndarray, threshold: float, zooms, margin_mm: float) -> np.ndarray:
     """The ear voxels and the air within ``margin_mm`` of them (bool, the image grid)."""
     ears = labels == LABELS["ears"]
@@ -174,22 +186,24 @@ def ear_region(labels: np.ndarray, values: np.ndarray, threshold: float, zooms, 
     if idx.size == 0 or margin_mm <= 0:
         return region
     grow = np.ceil(margin_mm / np.asarray(zooms, float)).astype(int) + 1
-    box = tuple(slice(max(0, lo - g), hi + g + 1) for lo, hi, g in zip(idx.min(0), idx.max(0), grow))
-    near = ndi.distance_transform_edt(~ears[box], sampling=zooms) <= margin_mm
-    region[box] |= near & (values[box] <= threshold)
+    for part in _apart(idx, 2 * grow + 1):  # boxes apart by more than two margins do not meet
+        box = tuple(slice(max(0, lo - g), hi + g + 1) for lo, hi, g in zip(part.min(0), part.max(0), grow))
+        near = ndi.distance_transform_edt(~ears[box], sampling=zooms) <= margin_mm
+        region[box] |= near & (values[box] <= threshold)
     return region
 
 
 def _regions(values, labels, affine, features, params: Params, threshold: float, protect):
-    """Per feature, the voxels its operator may change (bool, image grid, protect excluded), and
-    the surface plans (face, ears)."""
+    """Per feature, the voxels its operator may change (bool, image grid, protect excluded), the
+    surface plans (face, ears) and the ears' outline (:func:`ear_region`; None without ears)."""
     zooms = voxel_sizes(affine)
     plan = face_plan(values, labels, affine, features, params, threshold)
     ears = ear_plans(values, labels, affine, params, threshold) if "ears" in features else []
-    regions = {}
+    regions, outline = {}, None
     for feature in features:
         if feature == "ears":
-            region = ear_region(labels, values, threshold, zooms, params.ear_air_margin_mm)
+            outline = ear_region(labels, values, threshold, zooms, params.ear_air_margin_mm)
+            region = outline.copy()
             for ear in ears:
                 region |= ear.region(ear.weight(("ears",)), labels.shape)
         elif plan is not None and feature in plan.windows:  # its columns, as the selected features change them
@@ -197,7 +211,7 @@ def _regions(values, labels, affine, features, params: Params, threshold: float,
         else:
             region = np.zeros(labels.shape, bool)
         regions[feature] = region & ~protect if protect is not None else region
-    return regions, plan, ears
+    return regions, plan, ears, outline
 
 
 def _prepare(img, labels, features, protect, params):
@@ -242,12 +256,12 @@ def _resurface(raw3, plan: SurfacePlan, weight, protect, noise, skin, air_level:
     voxel partly skin, so that the iso-surface follows the smooth envelope without terraces.
     Where the window fades out, each new value is mixed with the voxel's own by the window's
     weight: the new surface meets the old one without a seam."""
-    to_air, to_skin, surface, frac = plan.operation(weight, raw3.shape)
+    to_air, to_skin, surface, frac = plan.operation(weight)
     skin_level = float(_scaled(np.asarray([skin]), slope, inter)[0])
     axis = plan.front[0]
     others = [a for a in range(3) if a != axis]
     targets = []
-    for idx, value in ((np.argwhere(to_air), None), (np.argwhere(to_skin), skin_level),
+    for idx, value in ((to_air, None), (to_skin, skin_level),
                        (surface, air_level + (skin_level - air_level) * (1.0 - frac))):
         if protect is not None:
             keep = ~protect[tuple(idx.T)]
@@ -279,7 +293,7 @@ def deface_image(img: nib.spatialimages.SpatialImage, labels, *, features=("eyes
     features, params, raw, raw3, labels, protect, values = _prepare(img, labels, features, protect, params)
     slope, inter = scaling(img)
     threshold = air_threshold(values)
-    regions, plan, ears = _regions(values, labels, img.affine, features, params, threshold, protect)
+    regions, plan, ears, outline = _regions(values, labels, img.affine, features, params, threshold, protect)
     rng = np.random.default_rng(seed)
     air = air_background(raw3, values, threshold)
 
@@ -295,8 +309,7 @@ def deface_image(img: nib.spatialimages.SpatialImage, labels, *, features=("eyes
     for p in plans:
         layer |= skin_layer(p, labels.shape, zooms)
     skin = skin_value(raw3, values, threshold, layer)  # (before any voxel changes)
-    if "ears" in regions:  # the ear and its outline in the air go to noise, then the side is resurfaced
-        outline = ear_region(labels, values, threshold, zooms, params.ear_air_margin_mm)
+    if outline is not None:  # the ear and its outline in the air go to noise, then the side is resurfaced
         put_air(outline & ~protect if protect is not None else outline)
     air_level = float(np.median(_scaled(air, slope, inter))) if air.size else 0.0
     for p in plans:

@@ -65,6 +65,10 @@ class SurfacePlan:
         out[self.box] = from_columns(cols, self.front)
         return out
 
+    def indices(self, cols: np.ndarray) -> np.ndarray:
+        """Image indices (n, 3) of the voxels a column-space mask holds (no volume-sized mask)."""
+        return np.argwhere(from_columns(cols, self.front)) + np.array([b.start for b in self.box])
+
     def _span(self, lo: np.ndarray, hi: np.ndarray, hit: np.ndarray) -> np.ndarray:
         index = np.arange(self.length).reshape(-1, 1, 1)
         return (index >= lo[None]) & (index < hi[None]) & hit[None]
@@ -88,11 +92,12 @@ class SurfacePlan:
             hit = hit & within
         return self.to_image(self._span(top, end, hit), shape)
 
-    def operation(self, weight: np.ndarray, shape):
-        """(air mask, skin mask, surface voxels as image indices (n, 3), their air fractions)."""
+    def operation(self, weight: np.ndarray):
+        """(air voxels, skin voxels, surface voxels, as image indices (n, 3); the surface voxels'
+        air fractions)."""
         top, surface, frac, end, hit = self.ranges(weight)
-        air = self.to_image(self._span(top, surface, hit), shape)
-        skin = self.to_image(self._span(surface + 1, end, hit), shape)
+        air = self.indices(self._span(top, surface, hit))
+        skin = self.indices(self._span(surface + 1, end, hit))
         u, v = np.nonzero(hit)
         axis, sign = self.front
         others = [a for a in range(3) if a != axis]

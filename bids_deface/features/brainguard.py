@@ -95,7 +95,14 @@ def smallest_distance_mm(changed: np.ndarray, brain_mask: np.ndarray, affine: np
         return None
     if (changed & brain_mask).any():
         return 0.0
-    edge = brain_mask & ~ndi.binary_erosion(brain_mask)  # the nearest brain voxel is on its edge
+    # the nearest pair lies on both sets' edges: from a changed voxel whose six neighbours all
+    # changed, the neighbour towards the brain is nearer to it (unless within a voxel, where the
+    # edges hold a pair as near); so only edge voxels are compared
+    edge = brain_mask & ~ndi.binary_erosion(brain_mask)
+    idx = np.argwhere(changed)
+    box = tuple(slice(int(lo), int(hi) + 1) for lo, hi in zip(idx.min(0), idx.max(0)))
+    front = np.zeros_like(changed)
+    front[box] = changed[box] & ~ndi.binary_erosion(changed[box], border_value=0)
     to_world = lambda m: np.argwhere(m) @ affine[:3, :3].T + affine[:3, 3]  # noqa: E731
-    distance, _ = cKDTree(to_world(edge)).query(to_world(changed), k=1)
+    distance, _ = cKDTree(to_world(edge)).query(to_world(front), k=1)
     return float(distance.min())

@@ -138,7 +138,7 @@ class Localisation:
     head_litres: float  # volume of the image's head (holes filled)
     template: Template = field(repr=False)
     brain_box: tuple[slice, ...] = field(repr=False, default=())
-    brain_distance: np.ndarray = field(repr=False, default=None)  # template mm, over brain_box
+    brain_distance: np.ndarray = field(repr=False, default=None)  # mm beyond the brain (< 0 inside), over brain_box
     # when the registration fails but would pass with the data flipped in world space: how
     # ("front to back", "top to bottom"), i.e. the data disagree with the orientation header
     header_mismatch: str | None = None

@@ -71,13 +71,14 @@ def load_template(contrast: str = "T1w") -> Template:
     head, brain, labels = (nib.load(p) for p in (head_path, brain_path, feature_labels_file()))
     mask = np.asarray(brain.dataobj) > 0
     spacing = np.sqrt((brain.affine[:3, :3] ** 2).sum(0))
-    # signed distance to the mask's edge (half a voxel beyond the outermost voxel centres), mm,
-    # on a grid run on by BRAIN_BOX_MM: a dilation may reach beyond the template's field of view
+    # distance beyond the mask's edge (half a voxel beyond the outermost voxel centres), mm, on a
+    # grid run on by BRAIN_BOX_MM: a dilation may reach beyond the template's field of view.
+    # Inside, every voxel holds -half a voxel (the edge voxels' true value): each use asks for
+    # "within d >= 0 mm", and interpolation between inside voxels stays below 0 all the same
     pad = int(np.ceil(BRAIN_BOX_MM / spacing.min())) + 1
     padded = np.pad(mask, pad)
     half = spacing.min() / 2
-    distance = np.where(padded, half - ndi.distance_transform_edt(padded, sampling=spacing),
-                        ndi.distance_transform_edt(~padded, sampling=spacing) - half)
+    distance = np.where(padded, -half, ndi.distance_transform_edt(~padded, sampling=spacing) - half)
     padded_affine = brain.affine.copy()
     padded_affine[:3, 3] -= brain.affine[:3, :3] @ np.full(3, pad)
     return Template(f"{TEMPLATE} {contrast}", np.asarray(head.dataobj, np.float32), head.affine, mask,

@@ -165,18 +165,20 @@ def table_rows(opts, settings: Deidentification) -> list[str]:
     return sorted({settings.relabel.subject(label) for label in settings.subjects} | present)
 
 
-def participant_values(wf, by_name: dict, settings: Deidentification, sources: dict) -> None:
-    """Give each image's job its participant's removed values and reference time (``by_name``:
-    the workflow's node names; ``sources``: output relpath -> the input image). A node holds one
-    image's job (``job``) or a session's (``jobs``); jobs are matched by their ``relpath``."""
-    def with_values(job: dict) -> dict:
-        values = scrub_inputs(settings, sources[job["relpath"]]) if job.get("relpath") in sources else {}
-        values.pop("hash_key_file", None)  # in the run's settings
-        return {**job, **values}
+def job_with_values(job: dict, settings: Deidentification, sources: dict) -> dict:
+    """An image's job with its participant's removed values and reference time (``sources``:
+    output relpath -> the input image), matched by its ``relpath``."""
+    values = scrub_inputs(settings, sources[job["relpath"]]) if job.get("relpath") in sources else {}
+    values.pop("hash_key_file", None)  # in the run's settings
+    return {**job, **values}
 
+
+def participant_values(wf, by_name: dict, settings: Deidentification, sources: dict) -> None:
+    """Give each node's job (``job``) or jobs (a session's, ``jobs``) their participant's removed
+    values and reference time (``by_name``: the workflow's node names)."""
     for name in by_name:
         inputs = wf.get_node(name).inputs
         if hasattr(inputs, "job"):
-            inputs.job = with_values(dict(inputs.job))
+            inputs.job = job_with_values(dict(inputs.job), settings, sources)
         elif hasattr(inputs, "jobs"):
-            inputs.jobs = [with_values(dict(job)) for job in inputs.jobs]
+            inputs.jobs = [job_with_values(dict(job), settings, sources) for job in inputs.jobs]

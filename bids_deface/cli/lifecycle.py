@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from bids_deface.cli.interrupts import Interrupted, guard_multiproc_workers, stop_on_signals, stop_workers
+from bids_deface.cli.interrupts import Interrupted, stop_on_signals, stop_workers
 from bids_deface.cli.parser import UsageError
 from bids_deface.cli.workdir import WorkDirError, private_work_dir, remove_stale_work_dirs, remove_work
 from bids_deface.dataset.atomic import register_run, remove_stale_parts
@@ -50,7 +50,6 @@ def guarded_run(opts):
                     opts.work_dir, {"bids_dir": opts.bids_dir, "output_dir": opts.output_dir})
             except WorkDirError as exc:
                 raise UsageError(str(exc)) from None
-            guard_multiproc_workers()
             yield state
     finally:
         stopped = stop_workers()

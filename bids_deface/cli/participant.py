@@ -15,8 +15,9 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from bids_deface.cli.deidentify import (Deidentification, fingerprint, load_settings, participant_values,
-                                        prepare_participants, read_image_metadata, safe_command_line, table_rows)
+from bids_deface.cli.deidentify import (Deidentification, fingerprint, job_with_values, load_settings,
+                                        participant_values, prepare_participants, read_image_metadata,
+                                        safe_command_line, table_rows)
 from bids_deface.cli.lifecycle import Interrupted, guarded_run, keep_paths_out_of_log_files
 from bids_deface.cli.logs import LOGGER, add_file_logging
 from bids_deface.cli.parser import UsageError
@@ -32,7 +33,7 @@ from bids_deface.cli.progress import RunProgress
 from bids_deface.defacing.image import image_steps
 from bids_deface.defacing.settings import RunSettings
 from bids_deface.defacing.steps import read_step_log, verdict_of
-from bids_deface.workflows.base import step_log_path
+from bids_deface.defacing.jobs import image_job, step_log_path
 from bids_deface.workflows.execution import execution_plugin
 
 
@@ -273,16 +274,49 @@ def image_outcome(steps: list[dict], relpath: str) -> tuple[str, str]:
     return verdict_of(steps) or ("failed", f"{relpath}: not defaced (the run stopped before its last step)")
 
 
+def _run_settings(opts, omp: int) -> RunSettings:
+    return RunSettings(
+        output_dir=str(opts.output_dir), output_layout=opts.output_layout, features=tuple(opts.features),
+        margins=_margins(opts), policy_file=str(opts.metadata_policy) if opts.metadata_policy else None,
+        hash_key_file=str(getattr(opts, "hash_key_file", None) or "") or None, qc=opts.qc_dir is not None,
+        qc_override=tuple(getattr(opts, "qc_override", None) or ()),
+        allow_partial=bool(getattr(opts, "allow_partial", False)), threads=omp,
+        labels_dir=str(opts.labels_dir) if getattr(opts, "labels_dir", None) else None,
+        vault_dir=str(opts.vault_dir) if getattr(opts, "vault_dir", None) else None,
+        vault_recipients=tuple(str(r) for r in (getattr(opts, "vault_recipient", None) or ())))
+
+
+def _run_alone(opts, image, settings: RunSettings, step_dir: Path, run: _Run | None) -> set[str]:
+    """The fast path of a lone image run in this process: its journey, called as nipype's node
+    would call it, without building a workflow (nipype is not even imported)."""
+    from bids_deface.defacing.image import deface_one
+    from bids_deface.defacing.settings import ImageJob
+
+    job = image_job(image, settings, seed=opts.seed, step_dir=step_dir, qc_dir=opts.qc_dir).as_dict()
+    if run is not None:  # its sidecar is searched for its participant's removed values
+        job = job_with_values(job, run.settings, run.sources)
+    with RunProgress({image.relpath: Path(job["step_log"])}, len(image_steps(settings))) as progress:
+        deface_one(ImageJob.from_dict(job), settings)
+    return progress.announced()
+
+
 def _run_workflow(opts, images, work_dir: Path, step_dir: Path, omp: int, run: _Run | None = None) -> set[str]:
     """Build and run the workflow, showing its progress; every step records its outcome under
     ``step_dir``. Returns the images whose verdict was already reported."""
+    settings = _run_settings(opts, omp)
+    plugin, plugin_args = execution_plugin(opts, len(images))
+    if plugin == "Linear" and len(images) == 1:
+        return _run_alone(opts, images[0], settings, step_dir, run)
     os.environ.setdefault("NIPYPE_NO_ET", "1")  # no version check over the network
     if not os.environ.get("LOGNAME"):  # nipype's SLURM plugin needs it
         os.environ["LOGNAME"] = _user()
     from nipype import config as nipype_config
     from nipype import logging as nipype_logging
 
+    from bids_deface.cli.interrupts import guard_multiproc_workers
     from bids_deface.workflows.base import init_bids_deface_wf
+
+    guard_multiproc_workers()  # MultiProc's workers die with the run, even after kill -9
 
     crash_dir = work_dir / "crash"
     local = opts.plugin in ("MultiProc", "Linear")
@@ -302,15 +336,6 @@ def _run_workflow(opts, images, work_dir: Path, step_dir: Path, omp: int, run: _
                                              "utils_level": quiet, "log_to_file": False}})
     nipype_logging.update_logging(nipype_config)
 
-    settings = RunSettings(
-        output_dir=str(opts.output_dir), output_layout=opts.output_layout, features=tuple(opts.features),
-        margins=_margins(opts), policy_file=str(opts.metadata_policy) if opts.metadata_policy else None,
-        hash_key_file=str(getattr(opts, "hash_key_file", None) or "") or None, qc=opts.qc_dir is not None,
-        qc_override=tuple(getattr(opts, "qc_override", None) or ()),
-        allow_partial=bool(getattr(opts, "allow_partial", False)), threads=omp,
-        labels_dir=str(opts.labels_dir) if getattr(opts, "labels_dir", None) else None,
-        vault_dir=str(opts.vault_dir) if getattr(opts, "vault_dir", None) else None,
-        vault_recipients=tuple(str(r) for r in (getattr(opts, "vault_recipient", None) or ())))
     wf, by_name = init_bids_deface_wf(images=images, settings=settings, step_dir=step_dir, seed=opts.seed,
                                       qc_dir=opts.qc_dir, reference_suffix=opts.reference_suffix,
                                       session_nodes=opts.plugin not in ("MultiProc", "Linear"))
@@ -318,7 +343,6 @@ def _run_workflow(opts, images, work_dir: Path, step_dir: Path, omp: int, run: _
         participant_values(wf, by_name, run.settings, run.sources)
     wf.base_dir = str(work_dir)
     wf.config["execution"].update(execution)
-    plugin, plugin_args = execution_plugin(opts, len(images))
     steps = len(image_steps(settings, reference=True))
     logs = {image.relpath: step_log_path(step_dir, image) for image in images}
     with RunProgress(logs, steps) as progress:

@@ -11,6 +11,7 @@ voxels, and the outputs are put back on the input's own grid, dtype and scale fa
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,14 +63,46 @@ def detect(log: StepLog, loaded: Loaded, settings: RunSettings) -> Found:
         return Found(detect_features(loaded.ras, network=load_network(threads=settings.threads)))
 
 
-def localise(log: StepLog, job: ImageJob, loaded: Loaded, found: Found) -> None:
-    """The second, independent localisation: the template head registered onto the image (or, for
-    another image of a session, the reference's registration composed with the session's)."""
-    with log.step("localise"):
-        from bids_deface.features.template import localise as localise_template
+class Background:
+    """A computation on a thread of its own, started now and awaited by :meth:`result` (which
+    raises what it raised). The template registration runs while the detector does: ONNX Runtime,
+    numpy and scipy's resampling release the interpreter for most of their work. A daemon thread:
+    an interrupted run does not wait for it."""
 
+    def __init__(self, fn, *args, **kwargs):
+        self._done, self._value, self._error = threading.Event(), None, None
+        threading.Thread(target=self._run, args=(fn, args, kwargs), daemon=True).start()
+
+    def _run(self, fn, args, kwargs) -> None:
+        try:
+            self._value = fn(*args, **kwargs)
+        except BaseException as exc:  # noqa: BLE001 - handed to the step that awaits it
+            self._error = exc
+        finally:
+            self._done.set()
+
+    def result(self):
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+def template_localisation(loaded: Loaded, job: ImageJob) -> Background:
+    """The template registration of ``loaded``, started in the background."""
+    from bids_deface.features.template import localise as localise_template
+
+    return Background(localise_template, loaded.ras, contrast=job.suffix)
+
+
+def localise(log: StepLog, job: ImageJob, loaded: Loaded, found: Found, pending: Background | None = None) -> None:
+    """The second, independent localisation: the template head registered onto the image (or, for
+    another image of a session, the reference's registration composed with the session's).
+    ``pending``: the registration already started (the step's seconds are then what it was
+    still waited for)."""
+    with log.step("localise"):
         if found.localisation is None:
-            found.localisation = localise_template(loaded.ras, contrast=job.suffix)
+            found.localisation = (pending or template_localisation(loaded, job)).result()
 
 
 def gate(log: StepLog, loaded: Loaded, found: Found, settings: RunSettings) -> None:
@@ -204,12 +237,14 @@ def deface_one(job: ImageJob, settings: RunSettings, *, reference: str | None = 
         if shared:
             found = sessions.share(log, loaded, shared)
         else:
+            registered = bool(reference) and Path(reference).is_file()
+            pending = None if registered else template_localisation(loaded, job)  # beside the detector
             found = detect(log, loaded, settings)
-            if reference and Path(reference).is_file():
+            if registered:
                 sessions.register(log, loaded, found, reference)
             elif reference:  # the reference was refused or failed: this image on its own
                 found.session = {"Fallback": "own detection only (the session's reference was not defaced)"}
-            localise(log, job, loaded, found)
+            localise(log, job, loaded, found, pending)
             gate(log, loaded, found, settings)
         defaced, counts = distort(log, job, loaded, found, settings)
         scrubbed = scrub(log, job, loaded, defaced, settings)

@@ -343,6 +343,10 @@ def _run_workflow(opts, images, work_dir: Path, step_dir: Path, omp: int, run: _
         participant_values(wf, by_name, run.settings, run.sources)
     wf.base_dir = str(work_dir)
     wf.config["execution"].update(execution)
+    if plugin == "MultiProc":  # its workers are forked from this process: they inherit what it loaded
+        from bids_deface.defacing.image import warm_up
+
+        warm_up(settings)
     steps = len(image_steps(settings, reference=True))
     logs = {image.relpath: step_log_path(step_dir, image) for image in images}
     with RunProgress(logs, steps) as progress:

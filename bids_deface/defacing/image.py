@@ -213,6 +213,27 @@ def seal_in_vault(job: ImageJob, settings: RunSettings, written: dict) -> None:
         raise
 
 
+# what every journey imports; QC's when it runs
+JOURNEY_MODULES = ("onnxruntime", "bids_deface.dataset.sidecars", "bids_deface.features.detect",
+                   "bids_deface.features.template", "bids_deface.features.gate", "bids_deface.distort",
+                   "bids_deface.features.brainguard", "bids_deface.dataset.imagemeta", "bids_deface.metadata",
+                   "bids_deface.dataset.outputs", "bids_deface.defacing.session")
+QC_MODULES = ("bids_deface.qc",)
+
+
+def warm_up(settings: RunSettings) -> None:
+    """Load what the journeys need (modules, the template) in this process before nipype's
+    MultiProc forks its workers from it, so that each worker starts warm instead of importing it
+    all again. No ONNX Runtime session is made here: its threads would not survive the fork."""
+    import importlib
+
+    from bids_deface.features.template_files import load_template
+
+    for name in JOURNEY_MODULES + (QC_MODULES if settings.qc else ()):
+        importlib.import_module(name)
+    load_template("T1w")
+
+
 def image_steps(settings: RunSettings, *, reference: bool = False, shared: bool = False) -> tuple[str, ...]:
     """The names of the steps an image goes through, in order (with a session reference to register,
     or a distortion shared with the first image of its acquisition)."""

@@ -98,11 +98,37 @@ def smallest_distance_mm(changed: np.ndarray, brain_mask: np.ndarray, affine: np
     # the nearest pair lies on both sets' edges: from a changed voxel whose six neighbours all
     # changed, the neighbour towards the brain is nearer to it (unless within a voxel, where the
     # edges hold a pair as near); so only edge voxels are compared
-    edge = brain_mask & ~ndi.binary_erosion(brain_mask)
+    brain_edge = np.argwhere(brain_mask & ~ndi.binary_erosion(brain_mask))
     idx = np.argwhere(changed)
     box = tuple(slice(int(lo), int(hi) + 1) for lo, hi in zip(idx.min(0), idx.max(0)))
-    front = np.zeros_like(changed)
-    front[box] = changed[box] & ~ndi.binary_erosion(changed[box], border_value=0)
-    to_world = lambda m: np.argwhere(m) @ affine[:3, :3].T + affine[:3, 3]  # noqa: E731
-    distance, _ = cKDTree(to_world(edge)).query(to_world(front), k=1)
+    front = np.argwhere(changed[box] & ~ndi.binary_erosion(changed[box], border_value=0)) + idx.min(0)
+    return _nearest_pair_mm(front, brain_edge, affine)
+
+
+def _nearest_pair_mm(a: np.ndarray, b: np.ndarray, affine: np.ndarray, cell: int = 4) -> float:
+    """The smallest world distance between voxel sets ``a`` and ``b`` (indices (n, 3)), exact.
+
+    Coarse to fine: on cells of ``cell`` voxels, the nearest cell pair bounds the answer from
+    above (its distance plus a cell's diameter); only the cells that can hold a nearer pair
+    (within that bound plus a diameter of the other set) are compared voxel by voxel."""
+    def world(v):
+        return np.asarray(v, np.float64) @ affine[:3, :3].T + affine[:3, 3]
+
+    signs = np.array(np.meshgrid([-1, 1], [-1, 1], [-1, 1])).reshape(3, -1)
+    diameter = float(np.linalg.norm(affine[:3, :3] @ signs, axis=0).max()) * (cell - 1)  # of a cell's voxels
+    span = np.maximum(a.max(0), b.max(0)) // cell + 1
+
+    def cells(v):  # the distinct cells of a set, and which one each voxel lies in
+        keys, inverse = np.unique(np.ravel_multi_index((v // cell).T, span), return_inverse=True)
+        return np.stack(np.unravel_index(keys, span), axis=1), inverse
+
+    (ca, ia), (cb, ib) = cells(a), cells(b)
+    centres_a, centres_b = world((ca + 0.5) * cell - 0.5), world((cb + 0.5) * cell - 0.5)
+    near_b, _ = cKDTree(centres_b).query(centres_a)
+    bound = float(near_b.min()) + diameter
+    keep_a = near_b <= bound + diameter
+    near_a, _ = cKDTree(centres_a[keep_a]).query(centres_b)
+    keep_b = near_a <= bound + diameter
+    pa, pb = a[keep_a[ia.ravel()]], b[keep_b[ib.ravel()]]
+    distance, _ = cKDTree(world(pb)).query(world(pa))
     return float(distance.min())

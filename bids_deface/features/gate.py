@@ -195,16 +195,20 @@ def _labelled_centroids(seen: dict[str, list[np.ndarray]], det_labels: np.ndarra
     """The detector's centroids that its full-resolution labels hold voxels of (within
     ``LABELLED_WITHIN_MM``): a part the network saw but whose extent came out empty would
     otherwise count as found while nothing of it is distorted."""
-    found = {}
-    for f in FEATURES:
-        cents = seen[f]
-        idx = np.argwhere(det_labels == LABELS[f])
-        if not cents or idx.size == 0:
-            found[f] = []
-            continue
-        world = nib.affines.apply_affine(affine, idx)
-        found[f] = [c for c in cents if np.min(np.linalg.norm(world - c, axis=1)) <= LABELLED_WITHIN_MM]
-    return found
+    inverse = np.linalg.inv(affine)
+    reach = LABELLED_WITHIN_MM / np.sqrt((affine[:3, :3] ** 2).sum(0))  # voxels along each axis
+
+    def labelled(centre: np.ndarray, value: int) -> bool:
+        ijk = nib.affines.apply_affine(inverse, centre)
+        lo = np.clip(np.floor(ijk - reach).astype(int), 0, det_labels.shape)
+        hi = np.clip(np.ceil(ijk + reach).astype(int) + 1, 0, det_labels.shape)
+        idx = np.argwhere(det_labels[tuple(slice(a, b) for a, b in zip(lo, hi))] == value)
+        if idx.size == 0:
+            return False
+        world = nib.affines.apply_affine(affine, idx + lo)
+        return bool(np.min(np.linalg.norm(world - centre, axis=1)) <= LABELLED_WITHIN_MM)
+
+    return {f: [c for c in seen[f] if labelled(c, LABELS[f])] for f in FEATURES}
 
 
 def _accounted_parts(found: dict[str, list[np.ndarray]], loc: Localisation, features) -> dict[str, list[Part]]:

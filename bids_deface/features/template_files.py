@@ -65,10 +65,10 @@ def feature_labels_file() -> Path:
     return _templateflow_get(resolution=2, desc="facialfeatures", suffix="dseg", extension=".nii.gz")
 
 
-@lru_cache(maxsize=2)
-def load_template(contrast: str = "T1w") -> Template:
-    head_path, brain_path = template_files(contrast)
-    head, brain, labels = (nib.load(p) for p in (head_path, brain_path, feature_labels_file()))
+@lru_cache(maxsize=1)
+def brain_distance() -> tuple[np.ndarray, np.ndarray]:
+    """(distance in mm beyond the template's brain mask, its affine): one for every contrast."""
+    brain = nib.load(template_files()[1])
     mask = np.asarray(brain.dataobj) > 0
     spacing = np.sqrt((brain.affine[:3, :3] ** 2).sum(0))
     # distance beyond the mask's edge (half a voxel beyond the outermost voxel centres), mm, on a
@@ -81,9 +81,17 @@ def load_template(contrast: str = "T1w") -> Template:
     distance = np.where(padded, -half, ndi.distance_transform_edt(~padded, sampling=spacing) - half)
     padded_affine = brain.affine.copy()
     padded_affine[:3, 3] -= brain.affine[:3, :3] @ np.full(3, pad)
-    return Template(f"{TEMPLATE} {contrast}", np.asarray(head.dataobj, np.float32), head.affine, mask,
-                    brain.affine, np.asarray(labels.dataobj, np.uint8), labels.affine,
-                    distance.astype(np.float32), padded_affine)
+    return distance.astype(np.float32), padded_affine
+
+
+@lru_cache(maxsize=2)
+def load_template(contrast: str = "T1w") -> Template:
+    head_path, brain_path = template_files(contrast)
+    head, brain, labels = (nib.load(p) for p in (head_path, brain_path, feature_labels_file()))
+    distance, distance_affine = brain_distance()
+    return Template(f"{TEMPLATE} {contrast}", np.asarray(head.dataobj, np.float32), head.affine,
+                    np.asarray(brain.dataobj) > 0, brain.affine, np.asarray(labels.dataobj, np.uint8),
+                    labels.affine, distance, distance_affine)
 
 
 # --- quality of a registration --------------------------------------------------------------

@@ -11,13 +11,13 @@ voxels, and the outputs are put back on the input's own grid, dtype and scale fa
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
+from bids_deface.background import Background
 from bids_deface.dataset.atomic import write_json_atomic
 from bids_deface.dataset.outputs import write_defaced
 from bids_deface.dataset.provenance import provenance
@@ -61,31 +61,6 @@ def detect(log: StepLog, loaded: Loaded, settings: RunSettings) -> Found:
         from bids_deface.features.inference import load_network
 
         return Found(detect_features(loaded.ras, network=load_network(threads=settings.threads)))
-
-
-class Background:
-    """A computation on a thread of its own, started now and awaited by :meth:`result` (which
-    raises what it raised). The template registration runs while the detector does: ONNX Runtime,
-    numpy and scipy's resampling release the interpreter for most of their work. A daemon thread:
-    an interrupted run does not wait for it."""
-
-    def __init__(self, fn, *args, **kwargs):
-        self._done, self._value, self._error = threading.Event(), None, None
-        threading.Thread(target=self._run, args=(fn, args, kwargs), daemon=True).start()
-
-    def _run(self, fn, args, kwargs) -> None:
-        try:
-            self._value = fn(*args, **kwargs)
-        except BaseException as exc:  # noqa: BLE001 - handed to the step that awaits it
-            self._error = exc
-        finally:
-            self._done.set()
-
-    def result(self):
-        self._done.wait()
-        if self._error is not None:
-            raise self._error
-        return self._value
 
 
 def template_localisation(loaded: Loaded, job: ImageJob) -> Background:
@@ -162,9 +137,16 @@ def quality_control(log: StepLog, job: ImageJob, loaded: Loaded, defaced, found:
     """Renders, face, ear and brain checks; the QC gate refuses an image on which a face or an
     ear remains, unless the run's ``--qc-override`` releases that check (recorded in ``override``)."""
     from bids_deface.qc import refusal_reasons, run_qc
+    from bids_deface.qc.brainmask import brain_mask_from
 
     with log.step("qc"):
-        result = run_qc(loaded.img, defaced, found.labels, Path(job.qc_figures_dir), job.stem)
+        brain = None
+        if found.localisation is not None:  # the journey's registration: on the input's grid
+            brain = brain_mask_from(found.localisation)
+            brain.mask = restore_labels(nib.Nifti1Image(brain.mask.astype(np.uint8), loaded.ras.affine),
+                                        loaded.img).get_fdata(dtype=np.float32) > 0
+            brain.affine = loaded.img.affine
+        result = run_qc(loaded.img, defaced, found.labels, Path(job.qc_figures_dir), job.stem, brain=brain)
     with log.step("qc-gate"):
         released = set(settings.qc_override if settings else ())
         result["override"] = sorted({r["check"] for r in result["refusals"]} & released)

@@ -22,7 +22,9 @@ import nibabel as nib
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .brainmask import brain_mask, brain_voxels_changed
+from bids_deface.background import Background
+
+from .brainmask import BrainMask, brain_mask, brain_voxels_changed
 from .ears import ear_check, ear_figure, ears_left, profile_renders
 from .facecheck import DETECTORS, THRESHOLDS, TITLES, face_detected, face_scores, faces_found
 from .overlay import brain_figure, labels_figure
@@ -110,13 +112,28 @@ def _judge(face: dict, ears: dict, changed: int, litres: float) -> tuple[list[di
     return refusals, flags
 
 
+def _ear_and_brain_checks(vol_before, vol_after, setup, original, defaced, labels, figures_dir: Path,
+                          names: dict, contrast: str, brain: BrainMask | None):
+    """(ear check, brain mask, brain voxels changed, its litres); writes the ears, labels and brain figures."""
+    profiles_before, profiles_after = profile_renders(vol_before, setup), profile_renders(vol_after, setup)
+    ears = ear_check(profiles_before, profiles_after, original, defaced, labels)
+    ear_figure(profiles_before, profiles_after).save(figures_dir / names["ears"])
+    labels_figure(original, labels).save(figures_dir / names["labels"])
+    bm = brain if brain is not None else brain_mask(original, contrast)
+    changed = brain_voxels_changed(original, defaced, bm.mask)
+    brain_figure(defaced, bm.mask, original).save(figures_dir / names["brain"])
+    litres = float(bm.mask.sum() * np.prod(np.abs(original.header.get_zooms()[:3]))) / 1e6
+    return ears, bm, changed, litres
+
+
 def run_qc(original: nib.Nifti1Image, defaced: nib.Nifti1Image, labels: nib.Nifti1Image,
-           figures_dir: Path, stem: str, *, face_check: bool = True) -> dict:
+           figures_dir: Path, stem: str, *, face_check: bool = True, brain: BrainMask | None = None) -> dict:
     """Check one defaced image against its original; write its figures.
 
     Inputs: the original and defaced images (same grid), the feature label image (same grid),
-    the folder for figures, the source image's name without extension (``sub-01_T1w``), and
-    whether to run the face detectors.
+    the folder for figures, the source image's name without extension (``sub-01_T1w``),
+    whether to run the face detectors, and the brain mask on the image's grid when the defacing
+    already registered the template (else QC registers it).
     Writes ``figures_dir/<entities>_desc-{render,ears,facialfeatures,brainmask}_<suffix>.png``.
     Returns a JSON-serialisable dict: ``face_check`` (scores per detector and view, before and
     after, thresholds), ``ears`` (:func:`.ears.ear_check`), ``face_detected_after`` (None when
@@ -132,21 +149,16 @@ def run_qc(original: nib.Nifti1Image, defaced: nib.Nifti1Image, labels: nib.Nift
                                                     ("labels", "facialfeatures"), ("brain", "brainmask"))}
     vol_before, vol_after = ras_volume(original), ras_volume(defaced)
     setup = render_setup(vol_before)  # one threshold and camera for both
+    # the ear and brain checks on a thread of their own while the face detectors read the renders
+    # (OpenCV and numpy release the interpreter for most of their work; the detectors stay on one thread)
+    others = Background(_ear_and_brain_checks, vol_before, vol_after, setup, original, defaced, labels,
+                         figures_dir, names, _suffix(stem), brain)
     t_render = time.perf_counter()
     before, after = render_views(vol_before, setup), render_views(vol_after, setup)
     seconds_per_view = (time.perf_counter() - t_render) / (2 * len(VIEWS))
     face = _face_check(before, after, setup, face_check)
     _render_figure(before, after, face.get("found_after", {})).save(figures_dir / names["render"])
-
-    profiles_before, profiles_after = profile_renders(vol_before, setup), profile_renders(vol_after, setup)
-    ears = ear_check(profiles_before, profiles_after, original, defaced, labels)
-    ear_figure(profiles_before, profiles_after).save(figures_dir / names["ears"])
-    labels_figure(original, labels).save(figures_dir / names["labels"])
-
-    bm = brain_mask(original, _suffix(stem))
-    changed = brain_voxels_changed(original, defaced, bm.mask)
-    brain_figure(defaced, bm.mask, original).save(figures_dir / names["brain"])
-    litres = float(bm.mask.sum() * np.prod(np.abs(original.header.get_zooms()[:3]))) / 1e6
+    ears, bm, changed, litres = others.result()
     refusals, flags = _judge(face, ears, changed, litres)
     return {
         "image": stem,

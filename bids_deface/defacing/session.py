@@ -170,17 +170,25 @@ def united_detection(detection, carried: np.ndarray, affine: np.ndarray):
         union[(source == value) & (union == 0)] = value
     components, centroids = {}, {}
     spacing = np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(0))
+    grow = np.ceil(MERGE_MM / spacing).astype(int) + 1
     for name, value in LABELS.items():
-        mask = union == value
+        idx = np.argwhere(union == value)
+        if idx.size == 0:
+            components[name], centroids[name] = 0, []
+            continue
+        # in the feature's box, grown by MERGE_MM: nothing beyond it is that near
+        start = np.maximum(idx.min(0) - grow, 0)
+        box = tuple(slice(int(a), int(b)) for a, b in zip(start, idx.max(0) + grow + 1))
+        mask = union[box] == value
         # fragments of one part (a thin auricle carried onto a coarser grid) within MERGE_MM are one
-        near = ndi.distance_transform_edt(~mask, sampling=spacing) <= MERGE_MM if mask.any() else mask
+        near = ndi.distance_transform_edt(~mask, sampling=spacing) <= MERGE_MM
         lab, n = ndi.label(near, structure=np.ones((3, 3, 3), bool))
         lab = np.where(mask, lab, 0)
         sizes = ndi.sum_labels(mask, lab, np.arange(1, n + 1)) if n else np.zeros(0)
         floor = max(MIN_PART_VOXELS, MIN_RELATIVE_SIZE * (sizes.max() if sizes.size else 0))
         keep = [i + 1 for i in np.argsort(sizes)[::-1] if sizes[i] >= floor]
         components[name] = len(keep)
-        centroids[name] = [np.round(nib.affines.apply_affine(affine, np.argwhere(lab == i).mean(0)), 1).tolist()
+        centroids[name] = [np.round(nib.affines.apply_affine(affine, np.argwhere(lab == i).mean(0) + start), 1).tolist()
                            for i in keep[: max(EXPECTED_COMPONENTS[name], len(keep))]]
     labels = nib.Nifti1Image(union, affine)
     labels.set_data_dtype(np.uint8)

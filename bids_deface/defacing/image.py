@@ -139,14 +139,24 @@ def quality_control(log: StepLog, job: ImageJob, loaded: Loaded, defaced, found:
     from bids_deface.qc import refusal_reasons, run_qc
     from bids_deface.qc.brainmask import brain_mask_from
 
+    def on_input_grid(mask: np.ndarray) -> np.ndarray:
+        return np.asarray(restore_labels(nib.Nifti1Image(mask.astype(np.uint8), loaded.ras.affine),
+                                         loaded.img).dataobj) > 0
+
     with log.step("qc"):
         brain = None
-        if found.localisation is not None:  # the journey's registration: on the input's grid
+        if found.localisation is not None:  # the journey's registration
             brain = brain_mask_from(found.localisation)
-            brain.mask = restore_labels(nib.Nifti1Image(brain.mask.astype(np.uint8), loaded.ras.affine),
-                                        loaded.img).get_fdata(dtype=np.float32) > 0
-            brain.affine = loaded.img.affine
-        result = run_qc(loaded.img, defaced, found.labels, Path(job.qc_figures_dir), job.stem, brain=brain)
+            brain.mask, brain.affine = on_input_grid(brain.mask), loaded.img.affine
+        # QC judges the features as far as defacing may change them: the brain guard's voxels never
+        # change (an ear label reaching deep into the head is no auricle; the ear outline check
+        # still sees any auricle left)
+        labels = found.labels
+        if found.decision is not None:
+            kept = np.asarray(labels.dataobj).copy()
+            kept[on_input_grid(found.decision.protect.reshape(loaded.ras.shape[:3]))] = 0
+            labels = nib.Nifti1Image(kept, labels.affine, labels.header)
+        result = run_qc(loaded.img, defaced, labels, Path(job.qc_figures_dir), job.stem, brain=brain)
     with log.step("qc-gate"):
         released = set(settings.qc_override if settings else ())
         result["override"] = sorted({r["check"] for r in result["refusals"]} & released)

@@ -305,3 +305,70 @@ def test_an_envelope_of_odd_length_opens_after_the_file_pads_it(keys, tmp_path):
         item = recover_original_attributes(pydicom.dcmread(tmp_path / f"{n}.out.dcm"), cert, key)
         assert item.PatientComments == "Janet Doe " + "x" * n
     assert parities == {0, 1}
+
+
+def _pydicom_item(original, deidentified) -> bytes:
+    """What pydicom writes for the whole Modified Attributes item of ``deidentified``."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    from bids_deface.vault.encrypted_attributes import modified_attributes
+
+    content = pydicom.Dataset()
+    content.ModifiedAttributesSequence = pydicom.Sequence([modified_attributes(original, deidentified)])
+    fp = DicomBytesIO()
+    fp.is_little_endian, fp.is_implicit_VR = True, False
+    write_dataset(fp, content)
+    return fp.getvalue()
+
+
+def test_the_encrypted_item_is_what_pydicom_writes_for_it_whole(keys):
+    """Each attribute is decoded and encoded once per distinct stored value and the item put
+    together from them: what a recipient decrypts is byte for byte pydicom's encoding of the whole
+    item, for files of every encoding and character set sharing one run's caches, kept as read
+    or read again from the file."""
+    from cryptography.hazmat.primitives.serialization import pkcs7
+
+    from bids_deface.dicom.deid import deidentify
+    from bids_deface.dicom.originals import EncryptedAttributes
+    from bids_deface.dicom.uids import Keyed
+    from bids_deface.vault.encrypted_attributes import der_value
+
+    cert, key = load_certificate(keys / "owner.cert.pem"), _identity(keys, "owner").private_key
+    encrypt, checked = EncryptedAttributes([cert]), 0
+    for kept in (True, False):
+        for name in CORPUS + CHARSETS:
+            path = _corpus_file(name)
+            ds = pydicom.dcmread(path, force=True)
+            if "SOPInstanceUID" not in ds:
+                continue
+            if kept:
+                encrypt.keep(path, ds)
+            deidentify(ds, Keyed(KEY))
+            envelope = der_value(bytes(encrypt(path, ds)[0].EncryptedContent))
+            assert pkcs7.pkcs7_decrypt_der(envelope, cert, key, []) == _pydicom_item(
+                pydicom.dcmread(path, force=True), ds), name
+            checked += 1
+    assert checked >= 20
+
+
+def test_an_attribute_of_ambiguous_vr_is_encrypted_all_the_same(keys, tmp_path):
+    """'US or SS' is resolved from the attributes around it: such an item is written whole by
+    pydicom, and its value comes back."""
+    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+    from bids_deface.dicom.originals import EncryptedAttributes
+
+    cert, key = load_certificate(keys / "owner.cert.pem"), _identity(keys, "owner").private_key
+    ds = pydicom.Dataset()
+    ds.file_meta = pydicom.dataset.FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, generate_uid()
+    ds.PatientName, ds.SmallestImagePixelValue = "Doe^Janet", 3
+    assert ds["SmallestImagePixelValue"].VR == "US or SS"
+    encrypt = EncryptedAttributes([cert])
+    encrypt.keep(tmp_path / "in.dcm", ds)  # as a caller holding the data set it read
+    del ds.PatientName, ds.SmallestImagePixelValue
+    ds.EncryptedAttributesSequence = encrypt(tmp_path / "in.dcm", ds)
+    item = recover_original_attributes(ds, cert, key)
+    assert (str(item.PatientName), item.SmallestImagePixelValue) == ("Doe^Janet", 3)

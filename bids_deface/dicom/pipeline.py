@@ -162,6 +162,8 @@ def run(in_dir: Path, out_dir: Path, opts: RunOptions) -> list[LogRow]:
             if defacer is None and _needs_defacer([files[i] for i in members]):
                 defacer = core_defacer(allow_partial=opts.allow_partial)
             _process_series(ctx, members, defacer)
+        if ctx.encrypted is not None:
+            ctx.encrypted.release()  # the attributes kept of files withheld
         _seal(ctx, members)  # header only: each file was written as it was read
     for i in range(len(files)):
         if i not in ctx.sealed:
@@ -200,6 +202,8 @@ def _read_one(ctx: _Run, i: int, rel: str) -> str | None:
             row.status, row.output, row.message = "failed", "", str(exc)
             return unit
         row.pixels = "kept (header only)"
+        if ctx.encrypted is not None:
+            ctx.encrypted.keep(path, ds)
         _deidentify_and_write(ctx, i, ds, defaced=False)
         return unit
     if int(ds.get("NumberOfFrames", 1) or 1) > 1:  # a multi-frame file is a volume of its own
@@ -271,6 +275,8 @@ def _read_members(ctx: _Run, members) -> dict[int, pydicom.Dataset]:
             ds = pydicom.dcmread(ctx.files[i], force=True)
             check_complete(ds, ctx.files[i])
             datasets[i] = ds
+            if ctx.encrypted is not None:  # its original attributes, before defacing touches any
+                ctx.encrypted.keep(ctx.files[i], ds)
         except Corrupt as exc:
             _fail(ctx.rows, [i], str(exc))
         except Exception as exc:  # noqa: BLE001

@@ -15,6 +15,7 @@ offers), content encryption AES-256-CBC, one RecipientInfo per certificate. Pixe
 from __future__ import annotations
 
 import copy
+import struct
 import warnings
 
 from cryptography import x509
@@ -25,7 +26,7 @@ from cryptography.hazmat.primitives.serialization import pkcs7
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filereader import read_dataset
-from pydicom.filewriter import write_dataset
+from pydicom.filewriter import write_data_element, write_dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian
@@ -36,9 +37,14 @@ from bids_deface.vault.keys import MIN_RSA_BITS
 PIXEL_GROUP = 0x7FE0
 ENCRYPTED_ATTRIBUTES = 0x04000500
 MODIFIED_ATTRIBUTES = 0x04000550
+# how pydicom writes a data set holding one Modified Attributes item, Explicit VR Little Endian:
+# the sequence and its item, each of defined length, before the item's attributes
+_SEQUENCE_HEAD = struct.pack("<HH", 0x0400, 0x0550) + b"SQ\0\0"
+_ITEM_TAG = struct.pack("<HH", 0xFFFE, 0xE000)
+_LENGTH = struct.Struct("<I")
 
 
-def _own_copy(elem):
+def own_copy(elem):
     """A copy of ``elem`` the item owns: deep for sequences and multiple values, shallow for a
     single value (str, bytes, a number, a person name: immutable), which a deep copy costs 5x for."""
     if elem.VR == "SQ" or isinstance(elem.value, (list, MultiValue)):
@@ -54,7 +60,7 @@ def modified_attributes(original: Dataset, deidentified: Dataset) -> Dataset:
         if elem.tag.group == PIXEL_GROUP or elem.tag == ENCRYPTED_ATTRIBUTES:
             continue
         if elem.tag not in deidentified or deidentified[elem.tag] != elem:
-            item.add(_own_copy(elem))
+            item.add(own_copy(elem))
     if len(item) and "SpecificCharacterSet" in original:
         item.SpecificCharacterSet = original.SpecificCharacterSet
     return item
@@ -65,6 +71,23 @@ def _explicit_little(ds: Dataset) -> bytes:
     fp.is_little_endian, fp.is_implicit_VR = True, False
     write_dataset(fp, ds)
     return fp.getvalue()
+
+
+def encode_attribute(elem, encodings) -> bytes:
+    """``elem`` as pydicom writes it among the attributes of a Modified Attributes item whose text
+    is in ``encodings`` (the item's Specific Character Set). Exactly so only while ``elem`` holds
+    no ambiguous VR ('US or SS' …), which pydicom resolves from the attributes around it."""
+    fp = DicomBytesIO()
+    fp.is_little_endian, fp.is_implicit_VR = True, False
+    write_data_element(fp, elem, encodings)
+    return fp.getvalue()
+
+
+def modified_attributes_content(attributes: bytes) -> bytes:
+    """The data set the CMS envelope holds: a Modified Attributes Sequence of one item whose
+    attributes are ``attributes`` (encoded, in tag order), as pydicom writes it."""
+    item = _ITEM_TAG + _LENGTH.pack(len(attributes)) + attributes
+    return _SEQUENCE_HEAD + _LENGTH.pack(len(item)) + item
 
 
 def _check_certificate(cert: x509.Certificate) -> None:
@@ -82,20 +105,36 @@ def build_encrypted_attributes(original: Dataset, deidentified: Dataset,
     Pure: neither data set is modified. None when nothing changed. Use as
     ``deidentified.EncryptedAttributesSequence = build_encrypted_attributes(original, deidentified, certs)``.
     """
-    if not certificates:
-        raise VaultError("no certificate to encrypt the original attributes for")
-    for cert in certificates:
-        _check_certificate(cert)
+    _check_certificates(certificates)
     item = modified_attributes(original, deidentified)
     if not len(item):
         return None
     content = Dataset()
     content.ModifiedAttributesSequence = Sequence([item])
-    builder = (pkcs7.PKCS7EnvelopeBuilder().set_data(_explicit_little(content))
-               .set_content_encryption_algorithm(algorithms.AES256))
+    return encrypt_content(_explicit_little(content), envelope_builder(certificates))
+
+
+def _check_certificates(certificates) -> None:
+    if not certificates:
+        raise VaultError("no certificate to encrypt the original attributes for")
+    for cert in certificates:
+        _check_certificate(cert)
+
+
+def envelope_builder(certificates: list[x509.Certificate]) -> pkcs7.PKCS7EnvelopeBuilder:
+    """A CMS EnvelopedData builder (AES-256, one RecipientInfo per certificate) without content:
+    each envelope gets its own content key when it is encrypted."""
+    _check_certificates(certificates)
+    builder = pkcs7.PKCS7EnvelopeBuilder().set_content_encryption_algorithm(algorithms.AES256)
     for cert in certificates:
         builder = builder.add_recipient(cert)
-    envelope = builder.encrypt(serialization.Encoding.DER, [pkcs7.PKCS7Options.Binary])
+    return builder
+
+
+def encrypt_content(content: bytes, builder: pkcs7.PKCS7EnvelopeBuilder) -> Sequence:
+    """The Encrypted Attributes Sequence whose one item's CMS envelope holds ``content`` (the
+    encoded data set of a Modified Attributes Sequence), built by ``builder`` (:func:`envelope_builder`)."""
+    envelope = builder.set_data(content).encrypt(serialization.Encoding.DER, [pkcs7.PKCS7Options.Binary])
     encrypted = Dataset()
     encrypted.EncryptedContentTransferSyntaxUID = ExplicitVRLittleEndian
     encrypted.EncryptedContent = envelope

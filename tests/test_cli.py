@@ -383,3 +383,17 @@ def test_labels_dir_inside_the_output_is_refused(main_dataset, tmp_path):
     assert proc.stderr.splitlines() == [
         f"bids-deface: error: --labels-dir {tmp_path / 'out' / 'labels'} is inside output_dir: the labels outline the "
         "ears and the nose, keep them apart from the data you share (see bids-deface --help)"]
+
+
+def test_a_run_id_never_reads_as_an_identifier():
+    """The run id names the run's log files in the shareable output: its random part must never
+    look like a record number, a phone number or a name to the PHI scanner (a token of eight
+    random hex digits once did, one run in a few)."""
+    from bids_deface.cli.participant import new_run_id
+    from bids_deface.metadata.phi import find_phi
+
+    ids = {new_run_id() for _ in range(3000)}
+    assert len({i.split("_")[1] for i in ids}) > 2900  # random enough to keep runs apart
+    flagged = {i: [f.category for f in find_phi(i) if f.category != "date"] for i in ids}
+    assert not {i: c for i, c in flagged.items() if c}
+    assert any(f.category == "id" for f in find_phi("20261202-092728_22329728"))  # as the old form did

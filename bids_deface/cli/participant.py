@@ -9,9 +9,10 @@ import getpass
 import json
 import os
 import platform
+import secrets
 import shutil
+import string
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,7 +71,7 @@ def run(opts, argv: list[str]) -> int:
     except OSError as exc:
         raise UsageError(f"output_dir {opts.output_dir}: cannot be created ({exc.strerror}): "
                          "choose a folder you can write to") from None
-    run_id = _dt.datetime.now().strftime("%Y%m%d-%H%M%S") + "_" + uuid.uuid4().hex[:8]
+    run_id = new_run_id()
     log_file = opts.output_dir / "logs" / f"bids-deface_{run_id}.log"
     add_file_logging(log_file)
     keep_paths_out_of_log_files()
@@ -272,6 +273,14 @@ def image_outcome(steps: list[dict], relpath: str) -> tuple[str, str]:
     """(verdict, reason) of one image from its step log: "defaced" when its last step wrote it,
     else "refused" or "failed" with the first step's reason."""
     return verdict_of(steps) or ("failed", f"{relpath}: not defaced (the run stopped before its last step)")
+
+
+def new_run_id() -> str:
+    """``20261202-093015_kqzmvwta``: when, and eight random letters. Letters only: a random hex
+    token of digits alone (``22329728``) reads as a record number to a PHI scanner, and the run's
+    log file names it."""
+    return _dt.datetime.now().strftime("%Y%m%d-%H%M%S") + "_" + "".join(
+        secrets.choice(string.ascii_lowercase) for _ in range(8))
 
 
 def _run_settings(opts, omp: int) -> RunSettings:

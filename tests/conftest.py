@@ -295,3 +295,17 @@ def check_defaced(src_path: Path, out_path: Path, dseg_path: Path, sidecar: dict
     assert not (changed & ~reach).any(), f"{int((changed & ~reach).sum())} voxels changed beyond the operators' reach"
     # each changed voxel is counted by the distortion that changed it
     assert sum(prov["VoxelCounts"].values()) >= int(changed.sum())
+
+
+def byte_views(data: bytes) -> list[bytes]:
+    """The bytes, and what they decompress to when they are gzip or zlib (for leak scans)."""
+    import gzip
+    import zlib
+
+    views = [data]
+    for decompress in (gzip.decompress, zlib.decompress):
+        try:
+            views.append(decompress(data))
+        except (OSError, zlib.error, EOFError):
+            pass
+    return views

@@ -15,7 +15,6 @@ import csv
 import gzip
 import hashlib
 import shutil
-import zlib
 from pathlib import Path
 
 import pydicom
@@ -26,7 +25,7 @@ from bids_deface.vault import VaultError, load_identity
 from bids_deface.vault.encrypted_attributes import recover_original_attributes
 from bids_deface.vault.keys import load_certificate
 from bids_deface.vault.restore import open_entry
-from conftest import run_cli
+from conftest import byte_views, run_cli
 from tools import dicom_testdata as testdata
 from tools.dicom_testdata import NESTED_NAME, PLANTED, PRIVATE_NOTE, SITE_ROOT
 
@@ -148,23 +147,13 @@ def _planted() -> list[bytes]:
     return sorted({e for v in values for e in (v.encode(), v.upper().encode(), v.encode("utf-16-le"))})
 
 
-def _views(data: bytes) -> list[bytes]:
-    views = [data]
-    for decompress in (gzip.decompress, zlib.decompress):
-        try:
-            views.append(decompress(data))
-        except (OSError, zlib.error, EOFError):
-            pass
-    return views
-
-
 def test_no_planted_value_in_any_byte_of_the_vault_or_the_output(two, one):
     for run in (two, one):
         for folder in (run["vault"], run["out"]):
             files = [p for p in folder.rglob("*") if p.is_file()]
             assert files
             for path in files:
-                for view in _views(path.read_bytes()):
+                for view in byte_views(path.read_bytes()):
                     found = [v for v in _planted() if v in view]
                     assert not found, f"{found} in {path.relative_to(folder)}"
                 assert not [v for v in _planted() if v in path.relative_to(folder).as_posix().encode()]

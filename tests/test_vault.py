@@ -15,7 +15,6 @@ import gzip
 import hashlib
 import json
 import shutil
-import zlib
 from pathlib import Path
 
 import nibabel as nib
@@ -36,7 +35,7 @@ from bids_deface.metadata.tsv import scrub_scans_tsv
 from bids_deface.vault import VaultError, VaultWriter, load_identity, load_recipient, restore_tree
 from bids_deface.vault.encrypted_attributes import build_encrypted_attributes, recover_original_attributes
 from bids_deface.vault.keys import load_certificate
-from conftest import PLANTED, ImageSpec, build_dataset, run_cli
+from conftest import PLANTED, ImageSpec, build_dataset, byte_views, run_cli
 
 PASSPHRASE = "vault-test passphrase 7"
 ENV = {"BIDS_DEFACE_KEY_PASSPHRASE": PASSPHRASE}
@@ -202,20 +201,9 @@ def _planted_values() -> list[str]:
     return values + [PRIVATE_NOTE, TSV_PLANTED, LABEL, "Doe_Janet", "_T1w.nii", "19610412"]
 
 
-def _views(data: bytes) -> list[bytes]:
-    """The bytes, and what they decompress to when they are gzip or zlib."""
-    views = [data]
-    for decompress in (gzip.decompress, zlib.decompress):
-        try:
-            views.append(decompress(data))
-        except (OSError, zlib.error, EOFError):
-            pass
-    return views
-
-
 def test_no_planted_value_in_any_vault_byte(run):
     for path in run["vault"].rglob("*"):
-        for view in _views(path.read_bytes()):
+        for view in byte_views(path.read_bytes()):
             for value in _planted_values():
                 for encoded in {value.encode(), value.upper().encode(), value.encode("utf-16-le")}:
                     assert encoded not in view, f"{value!r} in {path.name}"

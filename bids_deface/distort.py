@@ -277,7 +277,7 @@ def _resurface(raw3, plan: SurfacePlan, weight, protect, noise, skin, air_level:
 
 
 def deface_image(img: nib.spatialimages.SpatialImage, labels, *, features=("eyes", "nose", "ears"), seed: int = 0,
-                 protect=None, **params) -> tuple[nib.Nifti1Image, dict[str, int]]:
+                 protect=None, regions: dict | None = None, **params) -> tuple[nib.Nifti1Image, dict[str, int]]:
     """Distort the selected facial features of a head image.
 
     Inputs: ``img`` (NIfTI, 3D or 4D with one volume, any orientation, any dtype and scale
@@ -293,7 +293,9 @@ def deface_image(img: nib.spatialimages.SpatialImage, labels, *, features=("eyes
     features, params, raw, raw3, labels, protect, values = _prepare(img, labels, features, protect, params)
     slope, inter = scaling(img)
     threshold = air_threshold(values)
-    regions, plan, ears, outline = _regions(values, labels, img.affine, features, params, threshold, protect)
+    regions_, plan, ears, outline = _regions(values, labels, img.affine, features, params, threshold, protect)
+    if regions is not None:  # the caller's: each feature's region (bool, ``img``'s grid)
+        regions.update(regions_)
     rng = np.random.default_rng(seed)
     air = air_background(raw3, values, threshold)
 
@@ -317,5 +319,5 @@ def deface_image(img: nib.spatialimages.SpatialImage, labels, *, features=("eyes
         if names:
             _resurface(raw3, p, p.weight(names), protect, noise, skin,
                        air_level, slope, inter)
-    counts = {f: int(regions[f].sum()) for f in features}
+    counts = {f: int(regions_[f].sum()) for f in features}
     return image_from_unscaled(raw, img), counts

@@ -86,12 +86,15 @@ def table_rows(text: str) -> list[dict]:
 
     class Rows(HTMLParser):
         cell: list[str] | None = None
+        inside = False  # in a verdict row (not in another table's row, e.g. a session's)
 
         def handle_starttag(self, tag, attrs):
             attrs = dict(attrs)
-            if tag == "tr" and "data-verdict" in attrs:
-                rows.append({"verdict": attrs["data-verdict"], "cells": [], "images": []})
-            elif rows and tag == "td":
+            if tag == "tr":
+                self.inside = "data-verdict" in attrs
+                if self.inside:
+                    rows.append({"verdict": attrs["data-verdict"], "cells": [], "images": []})
+            elif self.inside and tag == "td":
                 self.cell = []
             elif rows and tag == "img" and self.cell is not None:
                 rows[-1]["images"].append(attrs.get("src", ""))

@@ -9,6 +9,7 @@ from bids_deface.dataset.select import (SelectionError, list_face_images, load_b
                                         select_face_images, selection_datatypes)
 from bids_deface.reports.group import (SUMMARY_HTML, SUMMARY_TSV, read_records, summary_html, summary_rows,
                                        summary_tsv, write_qc_reports)
+from bids_deface.reports.sessions import session_views
 from bids_deface.reports.templating import verdict_counts, write_html
 
 
@@ -23,10 +24,11 @@ def run(opts, argv=None) -> int:
         images = _input_images(opts)
     except SelectionError as exc:
         LOGGER.warning("input dataset not listed (%s): summarising the records only", exc)
-    rows = summary_rows(read_records(output_dir), images)
+    records = read_records(output_dir)
+    rows = summary_rows(records, images)
     write_text_atomic(output_dir / SUMMARY_TSV, summary_tsv(rows))
     title = f"bids-deface summary: {output_dir.name}"
-    write_html(output_dir / SUMMARY_HTML, summary_html(rows, title, output_dir))
+    write_html(output_dir / SUMMARY_HTML, summary_html(rows, title, output_dir, session_views(output_dir, records)))
     if opts.qc_dir is not None:
         reports = write_qc_reports(opts.qc_dir, output_dir)
         LOGGER.info("QC reports (they show the original face: do not share them): %s", reports[-1])

@@ -43,6 +43,7 @@ class Found:
     brain: np.ndarray | None = None  # the registered brain mask, RAS grid
     carried: np.ndarray | None = None  # the session reference's features on this image's RAS grid
     session: dict | None = None  # provenance: reference, registration, or the image shared with
+    regions: object = None  # bids_deface.dataset.regions.KeptRegions: what the output keeps of the regions
 
 
 def load(log: StepLog, job: ImageJob, *, structure: bool = True) -> Loaded:
@@ -102,12 +103,16 @@ def gate(log: StepLog, loaded: Loaded, found: Found, settings: RunSettings) -> N
 def distort(log: StepLog, job: ImageJob, loaded: Loaded, found: Found, settings: RunSettings):
     """The operators, then the brain guard: no voxel of the protect mask keeps a changed value."""
     with log.step("distort"):
+        from bids_deface.dataset.regions import head_centre_mm, keep_regions
         from bids_deface.distort import deface_image
         from bids_deface.features.brainguard import smallest_distance_mm
         from bids_deface.images import image_from_unscaled, stored_data
 
+        regions: dict = {}
         defaced, counts = deface_image(loaded.ras, found.labels_ras, features=tuple(settings.features),
-                                       seed=job.seed, **settings.margins)[:2]
+                                       seed=job.seed, regions=regions, **settings.margins)[:2]
+        centre = head_centre_mm(found.brain, loaded.ras.affine, loaded.ras.shape)
+        found.regions = keep_regions(regions, loaded.ras.affine, centre)  # (for the group report)
         before, after = stored_data(loaded.ras), np.array(stored_data(defaced))
         protect = found.decision.protect.reshape(after.shape)
         guard = found.decision.provenance.setdefault("brain_guard", {})
@@ -180,7 +185,7 @@ def write(log: StepLog, job: ImageJob, settings: RunSettings, scrubbed: tuple, f
                       cleared_fields=cleared, qc=qc, fail_closed=found.decision.provenance, session=found.session)
     with log.step("write"):
         record = write_defaced(settings.output_dir, job.outputs, job.relpath, img, found.labels, metadata, prov,
-                               settings.labels_dir)
+                               settings.labels_dir, regions=found.regions)
         if settings.vault_dir:
             seal_in_vault(job, settings, record["Outputs"])
         return record

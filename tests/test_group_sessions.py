@@ -26,6 +26,7 @@ from tools import contrasts
 from tools.heads import fetch_head
 from tools.perturb import head_centre, rotation_about
 
+from browser import LAPTOP, measure
 from conftest import build_dataset, run_cli
 
 FEATURES = ("eyes", "nose", "ears")
@@ -178,3 +179,18 @@ def test_the_kept_regions_show_no_surface_of_the_face(group_run):
             assert not np.any(ahead & kept.fov & ~mask), (stem, feature)
     assert str(root) not in html and str(out.parent) not in html
     assert not re.search(r"(file|https?)://", html)  # self-contained
+
+
+@pytest.mark.slow
+def test_the_sessions_fit_a_laptop_screen(group_run, tmp_path):
+    """In headless Chromium at 1366 px: each session's figure is shown whole (decoded, inside the
+    window) and the page does not scroll sideways."""
+    _, out, _, _ = group_run
+    seen = measure(out / "group_summary.html", "var imgs = document.querySelectorAll('img.session-overlay');"
+                   "return {scroll: document.documentElement.scrollWidth, figures: Array.prototype.map.call(imgs,"
+                   " function (i) { var r = i.getBoundingClientRect();"
+                   " return {natural: i.naturalWidth, right: r.right, width: r.width}; }),"
+                   " sessions: document.querySelectorAll('section.session').length};", tmp_path)
+    assert seen["sessions"] == 2 and len(seen["figures"]) == 2, seen
+    assert seen["scroll"] <= LAPTOP[0], seen
+    assert all(f["natural"] > 300 and 0 < f["right"] <= LAPTOP[0] for f in seen["figures"]), seen

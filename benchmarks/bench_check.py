@@ -2,6 +2,7 @@
 by the peers runnable here: how many images each leaves with a detectable face or ears.
 
     OMP_NUM_THREADS=1 nice -n 15 .venv/bin/python benchmarks/bench_check.py [--heads …] [--jobs 2]
+        [--defacers none bids-deface …] [--versions orig augmented] [--redo]
 
 Inputs: every head of ``tools.heads.HEADS`` (no reserved head), as shipped and augmented
 (:func:`augment`: turned 12° yaw, -15° pitch, 8° roll in world space, the lowest 20 mm of the field
@@ -9,8 +10,11 @@ of view cut, gamma 0.85, a ±20% bias field and Rician noise of 1% of the bright
 (:func:`bids_deface.check.image.check_image`, the unit of work of ``bids-deface check``) as it is and
 after defacing by:
 
-- ``bids-deface``: the shipped detector's labels and the distortions (``features.detect`` +
-  ``distort.deface_image``, what the participant level writes);
+- ``bids-deface``: what the participant level writes by default: the installed ``bids-deface``
+  run on a one-image BIDS dataset (:func:`deface_bids_deface`: the whole journey, its fail-closed
+  gate included); an image it refuses has no output and is counted apart (``refused``);
+- ``bids-deface --qc-dir``: the same with quality control, whose gate refuses an image on which
+  QC still finds a face or an ear (QC's views are among the check's, rendered and judged alike);
 - ``quickshear``: quickshear 1.2.0 with a deepbet 1.0.2 brain mask (both from PyPI, installed with
   ``pip --target`` into the cache on first use: deepbet ships a top-level ``data/`` folder that
   would clash in the project's environment);
@@ -42,7 +46,7 @@ import numpy as np
 from benchmarks.peers import deface_quickshear, peer_site
 from tools.heads import HEADS, _extract, cache_dir, fetch_head
 
-DEFACERS = ("none", "bids-deface", "quickshear", "pydeface")
+DEFACERS = ("none", "bids-deface", "bids-deface --qc-dir", "quickshear", "pydeface")
 CONTROLS = ("wedge", "no-ears")
 
 
@@ -86,11 +90,36 @@ def _rotation(yaw: float, pitch: float, roll: float) -> np.ndarray:
     return rz @ rx @ ry
 
 
-def deface_bids_deface(img):
-    from bids_deface.distort import deface_image
-    from bids_deface.features.detect import detect_features
+class Refused(Exception):
+    """The app refused the image (fail closed): no output, a row of its own."""
 
-    return deface_image(img, detect_features(img).labels)[0]
+
+def deface_bids_deface(src: Path, out: Path, head: str, qc: bool = False) -> None:
+    """What the participant level writes: the installed ``bids-deface`` run as a curator runs it,
+    on a one-image BIDS dataset in a temporary folder (every step of the journey: the gate, the
+    registered-template localisation, the brain guard, QC and its gate). Raises :class:`Refused`
+    when the app writes no output for the image."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    suffix = HEADS[head].contrast
+    with tempfile.TemporaryDirectory(dir=work()) as tmp:
+        bids = Path(tmp) / "bids"
+        (bids / "sub-01" / "anat").mkdir(parents=True)
+        (bids / "dataset_description.json").write_text(json.dumps({"Name": "bench_check", "BIDSVersion": "1.10.0"}))
+        shutil.copy(src, bids / "sub-01" / "anat" / f"sub-01_{suffix}.nii.gz")
+        cli = Path(sys.executable).parent / "bids-deface"
+        qc_dir = ["--qc-dir", str(Path(tmp) / "qc")] if qc else []
+        proc = subprocess.run([str(cli), str(bids), str(Path(tmp) / "out"), "participant", "--skip-bids-validation",
+                               "--nprocs", "1", *qc_dir], capture_output=True, text=True, timeout=1800)
+        record = Path(tmp) / "out" / "logs" / "images" / f"sub-01_{suffix}.json"
+        status = json.loads(record.read_text())["Status"] if record.is_file() else "no record"
+        if status != "defaced":
+            lines = (proc.stdout + proc.stderr).splitlines()
+            last = [line for line in lines if f"[{status}]" in line][-1:] or [proc.stderr[-300:]]
+            raise Refused(f"{status}: {last[0][:300]}")
+        shutil.copy(Path(tmp) / "out" / json.loads(record.read_text())["Outputs"]["image"], out)
 
 
 def deface_pydeface(img):
@@ -109,7 +138,7 @@ def prepare(head: str, version: str, defacer: str) -> Path:
     """The input image for one row of the table (cached)."""
     from tools.check_controls import remove_ears, wedge_deface
 
-    out = work() / f"{head}_{version}_{defacer}.nii.gz"
+    out = work() / f"{head}_{version}_{defacer.replace(' --', '_')}.nii.gz"
     if out.is_file():
         return out
     src = work() / f"{head}_{version}_none.nii.gz"
@@ -124,7 +153,10 @@ def prepare(head: str, version: str, defacer: str) -> Path:
     if defacer == "quickshear":
         deface_quickshear(src, out)
         return out
-    made = {"bids-deface": deface_bids_deface, "pydeface": deface_pydeface,
+    if defacer.startswith("bids-deface"):
+        deface_bids_deface(src, out, head, qc=defacer.endswith("--qc-dir"))
+        return out
+    made = {"pydeface": deface_pydeface,
             "wedge": wedge_deface, "no-ears": remove_ears}[defacer](img)
     nib.save(nib.Nifti1Image(np.asarray(made.dataobj, np.float32), img.affine), out)
     return out
@@ -133,6 +165,10 @@ def prepare(head: str, version: str, defacer: str) -> Path:
 def run_one(job: tuple[str, str, str]) -> dict:
     try:
         return _run_one(job)
+    except Refused as exc:  # the app wrote nothing: not an output, counted apart
+        head, version, defacer = job
+        return {"head": head, "version": version, "defacer": defacer, "checks": ["refused"], "error": str(exc),
+                "face_views": [], "ear_areas": {}, "zoom_mm": 0.0, "cpu_s": 0.0, "wall_s": 0.0, "prepare_s": 0.0}
     except Exception as exc:  # a peer that fails on an image is a row of its own, not the end of the run
         head, version, defacer = job
         return {"head": head, "version": version, "defacer": defacer, "checks": ["error"], "error": repr(exc)[:200],
@@ -159,7 +195,8 @@ def _run_one(job: tuple[str, str, str]) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| images | defaced by | face detected | ears detected | face or ears | passed |", "|---|---|---|---|---|---|"]
+    lines = ["| images | defaced by | face detected | ears detected | face or ears | passed | refused (no output) |",
+             "|---|---|---|---|---|---|---|"]
     for version in ("as shipped", "augmented"):
         for defacer in DEFACERS + CONTROLS:
             sel = [r for r in rows if r["defacer"] == defacer and (r["version"] == "orig") == (version == "as shipped")]
@@ -169,7 +206,10 @@ def table(rows: list[dict]) -> str:
             face = sum("face" in r["checks"] for r in sel)
             ears = sum("ears" in r["checks"] for r in sel)
             either = sum(bool({"face", "ears"} & set(r["checks"])) for r in sel)
-            lines.append(f"| {version} | {defacer} | {face}/{n} | {ears}/{n} | {either}/{n} | {n - either}/{n} |")
+            refused = sum("refused" in r["checks"] for r in sel)
+            passed = sum(not r["checks"] for r in sel)
+            lines.append(f"| {version} | {defacer} | {face}/{n} | {ears}/{n} | {either}/{n} | {passed}/{n} | "
+                         f"{refused}/{n} |")
     return "\n".join(lines)
 
 
@@ -177,16 +217,27 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--heads", nargs="*", default=list(HEADS))
     ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--fresh", action="store_true")
+    ap.add_argument("--defacers", nargs="*", default=list(DEFACERS + CONTROLS), choices=DEFACERS + CONTROLS,
+                    help="rows to run (default: all)")
+    ap.add_argument("--versions", nargs="*", default=["orig", "augmented"], choices=["orig", "augmented"])
+    ap.add_argument("--fresh", action="store_true", help="forget every cached result")
+    ap.add_argument("--redo", action="store_true",
+                    help="forget the cached results and outputs of the chosen rows (after the app changed)")
     args = ap.parse_args(argv)
     log = work() / "results.jsonl"
     if args.fresh:
         log.unlink(missing_ok=True)
     done = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
+    chosen = {(h, v, d) for h in args.heads for v in args.versions for d in args.defacers}
+    if args.redo:
+        done = [r for r in done if (r["head"], r["version"], r["defacer"]) not in chosen]
+        log.write_text("".join(json.dumps(r) + "\n" for r in done))
+        for h, v, d in chosen - {(h, v, "none") for h in args.heads for v in args.versions}:
+            (work() / f"{h}_{v}_{d.replace(' --', '_')}.nii.gz").unlink(missing_ok=True)
     seen = {(r["head"], r["version"], r["defacer"]) for r in done}
     # as-shipped heads first, every defacer over every head, then the augmented ones
     jobs = [(h, v, d) for v in ("orig", "augmented") for d in DEFACERS + (CONTROLS if v == "orig" else ())
-            for h in args.heads if (h, v, d) not in seen]
+            for h in args.heads if (h, v, d) in chosen and (h, v, d) not in seen]
     peer_site()
     t0 = time.perf_counter()
     with ProcessPoolExecutor(args.jobs) as pool, open(log, "a") as out:
@@ -194,7 +245,7 @@ def main(argv=None) -> int:
             out.write(json.dumps(row) + "\n")
             out.flush()
             done.append(row)
-            print(f"{row['head']:16s} {row['version']:9s} {row['defacer']:11s} {','.join(row['checks']) or 'passed':24s}"
+            print(f"{row['head']:16s} {row['version']:9s} {row['defacer']:20s} {','.join(row['checks']) or 'passed':24s}"
                   f" check {row['cpu_s']:5.1f} s CPU, {row['wall_s']:5.1f} s wall", flush=True)
     wall = time.perf_counter() - t0
     rows = [r for r in done if r["head"] in args.heads]
@@ -209,9 +260,12 @@ def main(argv=None) -> int:
     if jobs:
         print(f"this run: {len(jobs)} images prepared and checked in {wall:.0f} s")
     missed = [f"{r['head']}/{r['version']}" for r in rows if r["defacer"] == "none" and not r["checks"]]
-    ours = [f"{r['head']}/{r['version']}: {','.join(r['checks'])}" for r in rows if r["defacer"] == "bids-deface" and r["checks"]]
+    ours = [f"{r['head']}/{r['version']}: {','.join(r['checks'])}" for r in rows if r["defacer"].startswith("bids-deface") and {"face", "ears"} & set(r["checks"])]
     print(f"originals not flagged: {missed or 'none'}")
     print(f"bids-deface outputs flagged (findings): {ours or 'none'}")
+    for r in rows:
+        if r.get("error"):
+            print(f"{r['head']}/{r['version']}/{r['defacer']}: {r['error']}")
     return 0
 
 

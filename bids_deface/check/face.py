@@ -1,33 +1,28 @@
-"""Is there a face on any render? QC's three offline detectors, at QC's thresholds.
+"""Is there a face on any render? QC's three offline detectors, at QC's thresholds, by QC's rule.
 
-CenterFace and dlib's HOG detector (a few hundredths of a second a render) read every view;
-dlib's CNN (about 0.35 s a render on one core) reads the nine yaws of the level head
-(:data:`CNN_PITCHES`), which keeps a 1 mm head within a few seconds. The thresholds are QC's
-(:data:`bids_deface.qc.facecheck.THRESHOLDS`, calibrated on the real heads of DATA.md against
-crudely defaced ones); they are not retuned here. Unlike QC, every view counts: a face read in a
-pure profile flags the image too (a curator looks, rather than the check deciding it away).
+Which detector reads which view, the thresholds and what counts as a face found are QC's
+(:mod:`bids_deface.qc.facecheck`: :func:`~bids_deface.qc.facecheck.detector_views`,
+:data:`~bids_deface.qc.facecheck.THRESHOLDS`, :func:`~bids_deface.qc.facecheck.finds_face`,
+calibrated on the real heads of DATA.md against crudely defaced ones); they are not retuned
+here. As in QC, every view counts, the pure profiles too.
 """
 
 from __future__ import annotations
 
 from bids_deface.check.findings import Finding
 from bids_deface.check.views import Renders
-from bids_deface.qc.facecheck import DETECTORS, THRESHOLDS, finds_face, score
-
-CNN_PITCHES: tuple[float, ...] = (0.0,)
+from bids_deface.qc.facecheck import THRESHOLDS, finds_face, view_scores
+from bids_deface.qc.facecheck import detector_views as _detector_views
 
 
 def detector_views(renders: Renders) -> dict[str, list[str]]:
     """``{detector: [views it reads]}``."""
-    every = list(renders.images)
-    cnn = [name for name in every if renders.views[name].pitch in CNN_PITCHES]
-    return {det: (cnn if det == "dlib_cnn" else every) for det in DETECTORS}
+    return _detector_views({name: view.pitch for name, view in renders.views.items()})
 
 
 def face_scores(renders: Renders) -> dict[str, dict[str, float | None]]:
     """``{detector: {view: best score or None}}`` over :func:`detector_views`."""
-    return {det: {view: score(det, renders.images[view]) for view in views}
-            for det, views in detector_views(renders).items()}
+    return view_scores(renders.images, {name: view.pitch for name, view in renders.views.items()})
 
 
 def face_findings(path: str, scores: dict[str, dict[str, float | None]]) -> list[Finding]:

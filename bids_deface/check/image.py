@@ -18,7 +18,7 @@ from PIL import Image
 from bids_deface.check.ears import ear_areas, ear_findings, outline_overlay
 from bids_deface.check.face import detector_views, face_findings, face_scores
 from bids_deface.check.findings import FileResult, Finding
-from bids_deface.check.views import PITCHES, YAWS, render_all
+from bids_deface.check.views import PITCHES, YAWS, check_renders
 from bids_deface.dataset.faces import can_show_face
 from bids_deface.metadata.nifti import NIFTI_TEXT_FIELDS
 from bids_deface.qc.render import RasVolume, ras_volume, render_setup
@@ -62,7 +62,7 @@ def check_surface(path: str, vol: RasVolume, figures_dir: Path | None = None, st
     """Render ``vol`` from every view and read the renders (faces, ears)."""
     result = FileResult(path, "image")
     t0 = time.perf_counter()
-    renders = render_all(vol, render_setup(vol))
+    renders = check_renders(vol, render_setup(vol))
     t1 = time.perf_counter()
     scores = face_scores(renders)
     areas = ear_areas(renders)

@@ -28,6 +28,7 @@ import numpy as np
 
 DETECTORS: tuple[str, ...] = ("dlib_cnn", "centerface", "dlib_hog")
 THRESHOLDS: dict[str, float] = {"dlib_cnn": 0.0, "centerface": 0.5, "dlib_hog": 1.0}
+CNN_PITCHES: tuple[float, ...] = (0.0,)  # the pitches whose views dlib's CNN reads
 TITLES: dict[str, str] = {"dlib_cnn": "dlib CNN", "centerface": "CenterFace", "dlib_hog": "dlib HOG"}  # in reports
 
 
@@ -100,6 +101,21 @@ def score(detector: str, image: np.ndarray) -> float | None:
 def face_scores(renders: dict[str, np.ndarray], detectors=DETECTORS) -> dict[str, dict[str, float | None]]:
     """``{detector: {view: best score or None}}`` for every render."""
     return {det: {view: score(det, img) for view, img in renders.items()} for det in detectors}
+
+
+def detector_views(pitches: dict[str, float]) -> dict[str, list[str]]:
+    """Which detector reads which view (``{view: pitch}``): CenterFace and dlib's HOG detector
+    every view, dlib's CNN (about 0.3 s a render) the level ones (:data:`CNN_PITCHES`). QC's
+    views are all level, so there every detector reads every view."""
+    every = list(pitches)
+    level = [view for view, pitch in pitches.items() if pitch in CNN_PITCHES]
+    return {det: (level if det == "dlib_cnn" else every) for det in DETECTORS}
+
+
+def view_scores(renders: dict[str, np.ndarray], pitches: dict[str, float]) -> dict[str, dict[str, float | None]]:
+    """``{detector: {view: best score or None}}`` over :func:`detector_views`."""
+    return {det: {view: score(det, renders[view]) for view in views}
+            for det, views in detector_views(pitches).items()}
 
 
 def finds_face(detector: str, value: float | None) -> bool:

@@ -37,6 +37,7 @@ def view_title(yaw: float, pitch: float = 0.0) -> str:
     return name
 
 
+PITCH_VOXEL_MM = (1.5, 2.0)  # a nodded head's resampled grid, along the anterior and the superior axis
 CANVAS = 256  # pixels; one fixed size, so one face-detector network serves every render
 MAX_TILT_DEG = 10.0
 ZOOM = 0.85
@@ -184,8 +185,84 @@ def shade(depth: np.ndarray, pixel_mm: float) -> np.ndarray:
     return np.round(grey * 255).astype(np.uint8)
 
 
+def view_name(yaw: float, pitch: float) -> str:
+    """``yaw+45_pitch-20``: the name of a view in ``bids-deface check``'s reports and tables."""
+    return f"yaw{yaw:+g}_pitch{pitch:+g}"
+
+
+@dataclass(frozen=True)
+class View:
+    """Where the camera stands: ``yaw`` as :data:`VIEWS`, ``pitch`` the head nodded before the
+    yaw sweep (positive: chin down, so that the frontal camera sees the face from above)."""
+
+    name: str
+    yaw: float
+    pitch: float = 0.0
+
+
+def pitched(vol: RasVolume, setup: RenderSetup, pitch_deg: float, voxel_mm=PITCH_VOXEL_MM) -> RasVolume:
+    """``vol`` as the renders of a pitch see it: the level head (``pitch_deg`` 0) on its own grid;
+    a nodded head turned by ``pitch_deg`` about the left-right axis through the camera centre,
+    resampled (trilinear in each sagittal plane) onto ``voxel_mm`` = (along y, along z) voxels
+    that hold the turned field of view as far as the canvas reaches, less the axial slices
+    without head (a render's cost grows with the number of slices)."""
+    if pitch_deg == 0.0:
+        return vol
+    nx, ny, nz = vol.data.shape
+    dx, dy, dz = vol.zooms
+    vy, vz = voxel_mm
+    cy, cz = setup.center_mm[1], setup.center_mm[2]
+    ys = vol.origin[1] + np.array([0, ny - 1]) * dy - cy  # the field of view around the centre
+    zs = vol.origin[2] + np.array([0, nz - 1]) * dz - cz
+    th = np.deg2rad(pitch_deg)
+    c, s = np.cos(th), np.sin(th)
+    corners = np.array([[c * y + s * z, -s * y + c * z] for y in ys for z in zs])
+    half = setup.size * setup.pixel_mm / 2 + vz  # the canvas's reach above and below the centre
+    y0, y1 = corners[:, 0].min(), corners[:, 0].max()
+    z0, z1 = max(corners[:, 1].min(), -half), min(corners[:, 1].max(), half)
+    ny2, nz2 = int((y1 - y0) / vy) + 1, int((z1 - z0) / vz) + 1
+    # output (row a: y', col b: z') -> rotated back by -pitch -> source voxel (row: y, col: z);
+    # source = R^T (y', z'): y = c y' - s z', z = s y' + c z'. cv2's inverse map takes
+    # (column, row, 1) of the output to (column, row) of the source.
+    to_src = np.array([[c * vz / dz, s * vy / dz, (s * y0 + c * z0 + cz - vol.origin[2]) / dz],
+                       [-s * vz / dy, c * vy / dy, (c * y0 - s * z0 + cy - vol.origin[1]) / dy]])
+    out = np.empty((nx, ny2, nz2), np.float32)
+    for i in range(nx):
+        out[i] = cv2.warpAffine(np.ascontiguousarray(vol.data[i]), to_src, (nz2, ny2),
+                                flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+    head = np.flatnonzero((out > setup.threshold).any(axis=(0, 1)))
+    lo, hi = (max(head[0] - 2, 0), min(head[-1] + 3, nz2)) if head.size else (0, nz2)
+    origin = np.array([vol.origin[0], y0 + cy, z0 + cz + lo * vz])
+    return RasVolume(np.ascontiguousarray(out[:, :, lo:hi]), (dx, vy, vz), origin)
+
+
+@dataclass
+class Renders:
+    """Views of one head: grey renders (uint8) and depth maps (mm, ``inf`` off the head)."""
+
+    images: dict[str, np.ndarray]
+    depths: dict[str, np.ndarray]
+    views: dict[str, View]
+    pixel_mm: float
+
+
+def render_all(vol: RasVolume, setup: RenderSetup, views: list[View]) -> Renders:
+    """The one renderer of QC and ``bids-deface check``: ``vol`` seen from every view, with one
+    threshold and camera (``setup``), one turned volume per pitch."""
+    images, depths = {}, {}
+    for pitch in sorted({v.pitch for v in views}):
+        turned = pitched(vol, setup, pitch)
+        for view in (v for v in views if v.pitch == pitch):
+            depth = depth_map(turned, setup, view.yaw)
+            depths[view.name] = depth
+            images[view.name] = shade(depth, setup.pixel_mm)
+    return Renders(images, depths, {v.name: v for v in views}, setup.pixel_mm)
+
+
 def render_views(img: nib.spatialimages.SpatialImage | RasVolume, setup: RenderSetup,
                  views: dict[str, float] = VIEWS) -> dict[str, np.ndarray]:
-    """Renders of ``img`` for each named view (yaw in degrees): ``{view: uint8 HxW}``."""
+    """Renders of ``img`` for each named level view (yaw in degrees): ``{view: uint8 HxW}``
+    (:func:`render_all` at pitch 0)."""
     vol = img if isinstance(img, RasVolume) else ras_volume(img)
-    return {name: shade(depth_map(vol, setup, yaw), setup.pixel_mm) for name, yaw in views.items()}
+    return render_all(vol, setup, [View(name, float(yaw)) for name, yaw in views.items()]).images

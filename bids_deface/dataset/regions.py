@@ -60,19 +60,12 @@ class KeptRegions:
 
         return cls(z["origin"].astype(int), bits("fov"), {str(f): bits(f"mask_{f}") for f in z["features"]})
 
-    def centres_mm(self) -> np.ndarray:
-        """World coordinates (mm) of the cell centres, shape (*fov.shape, 3)."""
-        index = np.indices(self.fov.shape).transpose(1, 2, 3, 0)
-        return (index + self.origin) * LATTICE_MM
-
-
 def _fov(shape, affine) -> tuple[np.ndarray, np.ndarray]:
     """(origin, field-of-view mask) of the lattice over an image's grid."""
     corners = np.array([[i, j, k] for i in (0, shape[0] - 1) for j in (0, shape[1] - 1) for k in (0, shape[2] - 1)])
     world = nib.affines.apply_affine(affine, corners)
     lo, hi = np.floor(world.min(0) / LATTICE_MM).astype(int), np.ceil(world.max(0) / LATTICE_MM).astype(int)
-    index = np.indices(tuple(hi - lo + 1)).transpose(1, 2, 3, 0) + lo
-    vox = nib.affines.apply_affine(np.linalg.inv(affine), index * LATTICE_MM)
+    vox = lattice_mapped(np.linalg.inv(affine), lo, tuple(hi - lo + 1))
     inside = np.all((vox >= -0.5) & (vox <= np.asarray(shape[:3]) - 0.5), axis=-1)
     return lo, inside
 
@@ -162,17 +155,30 @@ def head_centre_mm(brain: np.ndarray | None, affine, shape) -> np.ndarray:
     return nib.affines.apply_affine(affine, index)
 
 
+def lattice_mapped(matrix, origin, shape) -> np.ndarray:
+    """``matrix @ p`` for the centre ``p`` (world mm) of every cell of a lattice block (its first
+    cell ``origin``, its ``shape``): shape (*shape, 3), by broadcasting (the lattice is regular)."""
+    matrix = np.asarray(matrix, float)
+    out = np.broadcast_to(matrix[:3, :3] @ (np.asarray(origin) * LATTICE_MM) + matrix[:3, 3], (*shape, 3)).copy()
+    for axis in range(3):
+        steps = np.arange(shape[axis])[:, None] * (matrix[:3, axis] * LATTICE_MM)[None, :]
+        out += steps.reshape([shape[axis] if a == axis else 1 for a in range(3)] + [3])
+    return out
+
+
 def in_reference_space(kept: KeptRegions, reference: KeptRegions, reference_to_image) -> KeptRegions:
     """``kept`` (an image's) on ``reference``'s lattice: each reference cell centre ``p`` takes the
     image's cell at ``reference_to_image @ p`` (nearest); ``fov`` is the image's field of view seen
     from the reference (outside it, the image says nothing)."""
-    points = nib.affines.apply_affine(np.asarray(reference_to_image, float), reference.centres_mm())
-    cell = np.floor(points / LATTICE_MM + 0.5).astype(int) - kept.origin
+    cell = np.floor(lattice_mapped(reference_to_image, reference.origin, reference.fov.shape) / LATTICE_MM
+                    + 0.5).astype(int)
+    cell -= kept.origin
     ok = np.all((cell >= 0) & (cell < kept.fov.shape), axis=-1)
-    where = tuple(np.where(ok[..., None], cell, 0)[..., a] for a in range(3))
+    flat = np.where(ok, np.ravel_multi_index(tuple(np.clip(cell[..., a], 0, kept.fov.shape[a] - 1) for a in range(3)),
+                                             kept.fov.shape), 0)
 
     def pull(mask):
-        return mask[where] & ok
+        return mask.ravel()[flat] & ok
 
     return KeptRegions(reference.origin, pull(kept.fov), {name: pull(mask) for name, mask in kept.masks.items()})
 

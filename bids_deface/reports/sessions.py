@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from bids_deface.dataset.naming import parse_name
-from bids_deface.dataset.regions import KeptRegions, dice, in_reference_space
+from bids_deface.dataset.regions import KeptRegions, dice, in_reference_space, lattice_mapped
 from bids_deface.features import FEATURES
 from bids_deface.qc.overlay import _erode, _grey, _row
 
@@ -95,7 +95,7 @@ def _background(output_dir: Path, record: dict, lattice: KeptRegions) -> np.ndar
     path = output_dir / record.get("Outputs", {}).get("image", "")
     try:
         img = nib.load(str(path))
-        vox = nib.affines.apply_affine(np.linalg.inv(img.affine), lattice.centres_mm())
+        vox = lattice_mapped(np.linalg.inv(img.affine), lattice.origin, lattice.fov.shape)
         index = np.clip(np.rint(vox).astype(int), 0, np.asarray(img.shape[:3]) - 1)
         data = np.asanyarray(img.dataobj)
         data = data[..., 0] if data.ndim == 4 else data

@@ -163,3 +163,24 @@ def test_committed_corpus_is_what_the_seeded_generator_writes():
     from tools import phi_corpus
 
     assert bench_phi.CORPUS.read_text(encoding="utf-8") == phi_corpus.render()
+
+
+def test_name_lists_are_kept_in_the_cache_and_a_broken_cache_is_rebuilt(tmp_path, monkeypatch):
+    """Faker's name lists are gathered once (86 locale modules) and read from the user's cache
+    folder by later runs; a cache file that cannot be read is gathered again, never trusted."""
+    from bids_deface.metadata import names
+
+    monkeypatch.setenv("BIDS_DEFACE_CACHE", str(tmp_path))
+    names.name_dictionaries.cache_clear()
+    try:
+        fresh = names.name_dictionaries()
+        kept = list((tmp_path / "names").glob("faker-names-*.json"))
+        assert len(kept) == 1 and fresh == names._faker_names()
+        names.name_dictionaries.cache_clear()
+        assert names.name_dictionaries() == fresh  # read back from the cache
+        kept[0].write_text('{"first": ["only"]')  # half a file
+        names.name_dictionaries.cache_clear()
+        assert names.name_dictionaries() == fresh
+        assert find_phi("scanned by Maria Lopez")  # and the scanner still finds names with it
+    finally:
+        names.name_dictionaries.cache_clear()

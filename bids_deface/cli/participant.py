@@ -16,7 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bids_deface.cli.deidentify import (Deidentification, fingerprint, job_with_values, load_settings,
+from bids_deface.cli import fastpath
+from bids_deface.cli.deidentify import (Deidentification, fingerprint, load_settings,
                                         participant_values, prepare_participants, read_image_metadata,
                                         safe_command_line, table_rows)
 from bids_deface.cli.lifecycle import Interrupted, guarded_run, keep_paths_out_of_log_files
@@ -34,7 +35,7 @@ from bids_deface.cli.progress import RunProgress
 from bids_deface.defacing.image import image_steps
 from bids_deface.defacing.settings import RunSettings
 from bids_deface.defacing.steps import read_step_log, verdict_of
-from bids_deface.defacing.jobs import image_job, step_log_path
+from bids_deface.defacing.jobs import step_log_path
 from bids_deface.workflows.execution import execution_plugin
 
 
@@ -295,27 +296,15 @@ def _run_settings(opts, omp: int) -> RunSettings:
         vault_recipients=tuple(str(r) for r in (getattr(opts, "vault_recipient", None) or ())))
 
 
-def _run_alone(opts, image, settings: RunSettings, step_dir: Path, run: _Run | None) -> set[str]:
-    """The fast path of a lone image run in this process: its journey, called as nipype's node
-    would call it, without building a workflow (nipype is not even imported)."""
-    from bids_deface.defacing.image import deface_one
-    from bids_deface.defacing.settings import ImageJob
-
-    job = image_job(image, settings, seed=opts.seed, step_dir=step_dir, qc_dir=opts.qc_dir).as_dict()
-    if run is not None:  # its sidecar is searched for its participant's removed values
-        job = job_with_values(job, run.settings, run.sources)
-    with RunProgress({image.relpath: Path(job["step_log"])}, len(image_steps(settings))) as progress:
-        deface_one(ImageJob.from_dict(job), settings)
-    return progress.announced()
-
-
 def _run_workflow(opts, images, work_dir: Path, step_dir: Path, omp: int, run: _Run | None = None) -> set[str]:
     """Build and run the workflow, showing its progress; every step records its outcome under
     ``step_dir``. Returns the images whose verdict was already reported."""
     settings = _run_settings(opts, omp)
     plugin, plugin_args = execution_plugin(opts, len(images))
     if plugin == "Linear" and len(images) == 1:
-        return _run_alone(opts, images[0], settings, step_dir, run)
+        return fastpath.run_alone(opts, images[0], settings, step_dir, run)
+    if opts.plugin == "MultiProc" and not opts.plugin_args and fastpath.lone_session(images, opts.reference_suffix):
+        return fastpath.run_session(opts, images, settings, step_dir, run)
     os.environ.setdefault("NIPYPE_NO_ET", "1")  # no version check over the network
     if not os.environ.get("LOGNAME"):  # nipype's SLURM plugin needs it
         os.environ["LOGNAME"] = _user()

@@ -132,6 +132,19 @@ def air_background(raw: np.ndarray, values: np.ndarray, threshold: float) -> np.
     return np.concatenate(samples)
 
 
+def air_noise(img: nib.spatialimages.SpatialImage, n: int, seed: int = 0) -> np.ndarray:
+    """``n`` stored values drawn from ``img``'s own air (:func:`air_background`), or the value
+    that reads as 0 when no air lines its border."""
+    raw = np.asanyarray(img.dataobj)
+    raw3 = raw[..., 0] if raw.ndim == 4 else raw
+    slope, inter = scaling(img)
+    values = _scaled(raw3, slope, inter)
+    air = air_background(raw3, values, air_threshold(values))
+    if not air.size:
+        return np.full(n, zero_value(raw3, slope, inter), raw3.dtype)
+    return np.random.default_rng(seed + 1).choice(air, size=n)
+
+
 def skin_value(raw: np.ndarray, values: np.ndarray, threshold: float, skin: np.ndarray):
     """One skin-like stored value: the median of the tissue voxels in the mask ``skin``.
 

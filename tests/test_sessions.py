@@ -116,6 +116,25 @@ def test_the_distorted_regions_agree_between_contrasts(session):
 
 
 @pytest.mark.slow
+def test_the_phase_map_changes_exactly_the_voxels_its_magnitude_changed(session):
+    """One acquisition, one distortion: a phase map's smooth tissue is no surface to the operators,
+    yet it outlines the face; it changes where its magnitude changed, and nowhere else."""
+    from bids_deface.images import stored_data
+
+    root, out, _, _, _ = session
+    changed = {}
+    for suffix in ("magnitude1", "phasediff"):
+        name = f"fmap/sub-01_ses-1_{suffix}.nii.gz"
+        before = stored_data(nib.load(root / SES / name))
+        after = stored_data(nib.load(next((out / SES / "fmap").glob(f"sub-01_ses-1_*{suffix}.nii.gz"))))
+        changed[suffix] = (before != after).reshape(before.shape[:3])
+    magnitude, phase = changed["magnitude1"], changed["phasediff"]
+    assert magnitude.sum() > 10_000
+    assert (magnitude & phase).sum() >= 0.99 * magnitude.sum()  # (a noise draw may equal a value)
+    assert not (phase & ~magnitude).any()
+
+
+@pytest.mark.slow
 def test_the_raw_layout_never_copies_the_fieldmap_as_it_is(session):
     root, _, _, _, tmp = session
     out = tmp / "raw"

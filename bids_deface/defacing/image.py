@@ -44,6 +44,8 @@ class Found:
     carried: np.ndarray | None = None  # the session reference's features on this image's RAS grid
     session: dict | None = None  # provenance: reference, registration, or the image shared with
     regions: object = None  # bids_deface.dataset.regions.KeptRegions: what the output keeps of the regions
+    distorted: np.ndarray | None = None  # uint8, RAS grid: per voxel, the feature whose operator changed it
+    shared_distorted: np.ndarray | None = None  # the same of the first image of its acquisition (shared)
 
 
 def load(log: StepLog, job: ImageJob, *, structure: bool = True) -> Loaded:
@@ -111,17 +113,45 @@ def distort(log: StepLog, job: ImageJob, loaded: Loaded, found: Found, settings:
         regions: dict = {}
         defaced, counts = deface_image(loaded.ras, found.labels_ras, features=tuple(settings.features),
                                        seed=job.seed, regions=regions, **settings.margins)[:2]
-        centre = head_centre_mm(found.brain, loaded.ras.affine, loaded.ras.shape)
-        found.regions = keep_regions(regions, loaded.ras.affine, centre)  # (for the group report)
         before, after = stored_data(loaded.ras), np.array(stored_data(defaced))
         protect = found.decision.protect.reshape(after.shape)
         guard = found.decision.provenance.setdefault("brain_guard", {})
         guard["voxels_kept_by_the_guard"] = int((after[protect] != before[protect]).sum())
         after[protect] = before[protect]
+        if found.shared_distorted is not None:  # one acquisition, one distortion: the same voxels
+            regions = changed_like(after, before, loaded.ras, found.shared_distorted, settings.features, job.seed)
         changed = (after != before).reshape(before.shape[:3])
+        found.distorted = distorted_by_feature(regions, changed)
+        centre = head_centre_mm(found.brain, loaded.ras.affine, loaded.ras.shape)
+        found.regions = keep_regions(regions, loaded.ras.affine, centre)  # (for the group report)
         guard["smallest_distance_to_brain_mm"] = smallest_distance_mm(changed, found.brain, loaded.ras.affine)
         defaced = image_from_unscaled(after, loaded.ras)
         return restore_grid(defaced, loaded.img), {k: int(v) for k, v in counts.items()}
+
+
+def distorted_by_feature(regions: dict, changed: np.ndarray) -> np.ndarray:
+    """uint8: per voxel, the (label value of the) feature whose operator changed it; 0 unchanged."""
+    from bids_deface.features import LABELS
+
+    out = np.zeros(changed.shape, np.uint8)
+    for name, region in regions.items():
+        out[region.reshape(changed.shape) & changed & (out == 0)] = LABELS[name]
+    return out
+
+
+def changed_like(after: np.ndarray, before: np.ndarray, ras, shared: np.ndarray, features, seed: int) -> dict:
+    """An image sharing the distortion of the first image of its acquisition changes exactly the
+    voxels that one changed (``shared``): its own operators' values where they changed them, its own
+    air noise where they did not (a phase map's smooth tissue is no surface to the operators, yet
+    it shows the face), nothing beyond. ``after`` is edited; returns the regions per feature."""
+    from bids_deface.distort import air_noise
+    from bids_deface.features import LABELS
+
+    must = (shared > 0).reshape(after.shape)
+    after[~must] = before[~must]
+    still = must & (after == before)
+    after[still] = air_noise(ras, int(still.sum()), seed)
+    return {name: shared == LABELS[name] for name in features}
 
 
 def scrub(log: StepLog, job: ImageJob, loaded: Loaded, defaced, settings: RunSettings):
@@ -256,10 +286,13 @@ def deface_one(job: ImageJob, settings: RunSettings, *, reference: str | None = 
             found = sessions.share(log, loaded, shared)
         else:
             registered = bool(reference) and Path(reference).is_file()
-            pending = None if registered else template_localisation(loaded, job)  # beside the detector
+            # beside the detector: the session's registration to its reference, or the template's
+            pending = Background(sessions.carry_reference, loaded.ras, reference) if registered \
+                else template_localisation(loaded, job)
             found = detect(log, loaded, settings)
             if registered:
-                sessions.register(log, loaded, found, reference)
+                sessions.register(log, found, pending)
+                pending = None
             elif reference:  # the reference was refused or failed: this image on its own
                 found.session = {"Fallback": "own detection only (the session's reference was not defaced)"}
             localise(log, job, loaded, found, pending)

@@ -53,13 +53,15 @@ class SessionReference:
     coarse_affine: np.ndarray
     grid: tuple = ()  # (shape, affine) of the image as stored: an acquisition shares it
     detection: dict = field(default_factory=dict)  # model sha256, confidence, components (JSON-ready)
+    distorted: np.ndarray | None = None  # uint8: per voxel, the feature whose operator changed it
 
     def save(self, path: str | Path) -> None:
         np.savez_compressed(path, relpath=self.relpath, affine=self.affine, labels=self.labels,
                             protect=np.packbits(self.protect), brain=np.packbits(self.brain),
                             shape=np.array(self.labels.shape), coarse=self.coarse, coarse_affine=self.coarse_affine,
                             grid_shape=np.array(self.grid[0]), grid_affine=np.asarray(self.grid[1]),
-                            detection=json.dumps(self.detection))
+                            detection=json.dumps(self.detection),
+                            distorted=self.distorted if self.distorted is not None else np.zeros(0, np.uint8))
 
     @classmethod
     def load(cls, path: str | Path) -> "SessionReference":
@@ -71,7 +73,7 @@ class SessionReference:
 
         return cls(str(z["relpath"]), z["affine"], z["labels"], bits("protect"), bits("brain"), z["coarse"],
                    z["coarse_affine"], (tuple(int(n) for n in z["grid_shape"]), z["grid_affine"]),
-                   json.loads(str(z["detection"])))
+                   json.loads(str(z["detection"])), z["distorted"].reshape(shape) if z["distorted"].size else None)
 
 
 def acquisition_key(entities: dict, shape, affine) -> str:
@@ -210,7 +212,8 @@ def keep_reference(job, loaded, found, path: str | Path) -> None:
                      (tuple(int(n) for n in loaded.img.shape[:3]), np.asarray(loaded.img.affine)),
                      {"model_sha256": det.model_sha256, "confidence": dict(det.confidence),
                       "components": dict(det.components),
-                      "template_registration": _registration_fields(found.localisation)}).save(path)
+                      "template_registration": _registration_fields(found.localisation)},
+                     found.distorted).save(path)
 
 
 def _registration_fields(localisation) -> dict | None:
@@ -236,18 +239,39 @@ def composed_localisation(ras, reference: SessionReference, registration: Sessio
     return localise_through(ras, composed)
 
 
-def register(log, loaded, found, path: str | Path) -> None:
-    """Carry the session reference's features onto this image, when the registration is sound;
-    else this image keeps its own detection, and the provenance says why."""
+@dataclass
+class Carried:
+    """What the session's reference gives one of its images: the registration, and, when it is
+    sound, the reference's features and template localisation on the image's RAS grid."""
+
+    reference: str  # the reference's relpath
+    registration: SessionRegistration
+    labels: np.ndarray | None = None
+    localisation: object = None  # bids_deface.features.template.Localisation
+
+
+def carry_reference(ras, path: str | Path) -> Carried:
+    """Register the session's reference (kept at ``path``) onto ``ras`` and carry what it shows
+    (no step of its own: it runs on a thread beside the detector, :func:`register` awaits it)."""
+    reference = SessionReference.load(path)
+    registration = register_to_reference(ras, reference)
+    if not registration.sound:
+        return Carried(reference.relpath, registration)
+    return Carried(reference.relpath, registration, carried_labels(reference, registration, ras.shape, ras.affine),
+                   composed_localisation(ras, reference, registration))
+
+
+def register(log, found, pending) -> None:
+    """Carry the session reference's features onto this image (``pending``: the
+    :func:`carry_reference` started beside the detector), when the registration is sound; else this
+    image keeps its own detection, and the provenance says why."""
     from bids_deface.dataset.naming import bids_uri
 
     with log.step("register"):
-        reference = SessionReference.load(path)
-        registration = register_to_reference(loaded.ras, reference)
-        found.session = {"Reference": bids_uri(reference.relpath), "Registration": registration.as_dict()}
-        if registration.sound:
-            found.carried = carried_labels(reference, registration, loaded.ras.shape, loaded.ras.affine)
-            found.localisation = composed_localisation(loaded.ras, reference, registration)
+        carried = pending.result()
+        found.session = {"Reference": bids_uri(carried.reference), "Registration": carried.registration.as_dict()}
+        if carried.registration.sound:
+            found.carried, found.localisation = carried.labels, carried.localisation
         else:
             found.session["Fallback"] = "own detection only (the registration to the reference is not sound)"
 
@@ -276,7 +300,8 @@ def share(log, loaded, path: str | Path):
         from bids_deface.images import restore_labels
 
         return Found(detection, decision=decision, labels_ras=labels, labels=restore_labels(labels, loaded.img),
-                     brain=reference.brain, session={"SharedWith": bids_uri(reference.relpath)})
+                     brain=reference.brain, session={"SharedWith": bids_uri(reference.relpath)},
+                     shared_distorted=reference.distorted)
 
 
 # ----------------------------------------------------------------------------- the plan

@@ -129,6 +129,7 @@ def test_the_group_report_overlays_a_session_in_the_reference_space(group_run):
     assert t2["role"].startswith("registered to the reference (mutual information")
     for feature in FEATURES:  # every feature distorted on both contrasts, and in the same place
         assert float(t2["dice"][feature]) >= 0.85, (feature, t2["dice"])
+    assert "differ from the reference" not in t2["role"] and "not distorted" not in t2["role"], t2["role"]
     pixels = figure_pixels(session["figure"])
     # the reference's regions tinted in its colour, the T2w's outlined in its own (the background,
     # the defaced reference, is grey)

@@ -18,6 +18,7 @@ from pathlib import Path
 from bids_deface.dataset.naming import parse_name, strip_extension
 from bids_deface.dataset.select import FaceImage
 from bids_deface.features import FEATURES
+from bids_deface.reports.sessions import AGREEMENT
 from bids_deface.reports.templating import png_uri, render, verdict_counts, write_html
 
 LOGGER = logging.getLogger("bids_deface")
@@ -138,7 +139,8 @@ def summary_html(rows: list[dict], title: str, output_dir: Path | None = None, s
     ``sessions``: the sessions' overlays (:func:`bids_deface.reports.sessions.session_views`)."""
     views = [_html_row(row, output_dir) for row in rows]
     return render("group_summary.html.j2", title=title, rows=views, features=list(FEATURES),
-                  counts=verdict_counts([row["status"] for row in rows]), sessions=list(sessions))
+                  counts=verdict_counts([row["status"] for row in rows]), sessions=list(sessions),
+                  agreement=AGREEMENT)
 
 
 def qc_entry(result: dict | None, record: dict, stem: str) -> dict:

@@ -32,6 +32,7 @@ from bids_deface.qc.overlay import _erode, _grey, _row
 LOGGER = logging.getLogger("bids_deface")
 PIXELS_PER_CELL = 2
 TINT = 0.45  # of the reference's colour over the background
+AGREEMENT = 0.85  # Dice at which the regions of two images of a session agree (issue 13)
 # one colour per image, the reference's first; none is grey (the background is)
 PALETTE = ((255, 215, 0), (0, 200, 255), (255, 140, 0), (255, 60, 200), (60, 230, 90), (0, 110, 255),
            (170, 120, 255), (255, 90, 90))
@@ -169,7 +170,8 @@ def session_view(output_dir: Path, name: str, members: dict[str, dict]) -> dict:
     order = ([reference] if reference else []) + sorted(r for r in members if r != reference)
     for relpath in order:
         record = members[relpath]
-        row = {"image": relpath, "colour": None, "role": "", "dice": {f: None for f in FEATURES}, "empty": []}
+        row = {"image": relpath, "colour": None, "role": "", "dice": {f: None for f in FEATURES}, "empty": [],
+               "disagree": []}
         if record.get("Status") != "defaced":
             row["role"] = f"{record.get('Status', 'not processed')}: not in the figure"
         else:
@@ -183,6 +185,7 @@ def session_view(output_dir: Path, name: str, members: dict[str, dict]) -> dict:
                     placed.append((moved, colour))
                     row["dice"] = {f: dice(kept.masks[f], moved.masks[f], kept.fov & moved.fov)
                                    if f in kept.masks and f in moved.masks else None for f in FEATURES}
+                row["disagree"] = [f for f, d in row["dice"].items() if d is not None and d < AGREEMENT]
                 row["colour"] = _hex(colour)
                 row["empty"] = [f for f in FEATURES if not (moved.masks.get(f, moved.fov) & moved.fov).any()]
         view["rows"].append(row)

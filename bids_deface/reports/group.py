@@ -18,7 +18,6 @@ from pathlib import Path
 from bids_deface.dataset.naming import parse_name, strip_extension
 from bids_deface.dataset.select import FaceImage
 from bids_deface.features import FEATURES
-from bids_deface.reports.sessions import AGREEMENT
 from bids_deface.reports.templating import png_uri, render, verdict_counts, write_html
 
 LOGGER = logging.getLogger("bids_deface")
@@ -137,6 +136,8 @@ def _html_row(row: dict, output_dir: Path | None) -> dict:
 def summary_html(rows: list[dict], title: str, output_dir: Path | None = None, sessions=()) -> str:
     """The group summary page; with ``output_dir``, a thumbnail of each defaced output in it;
     ``sessions``: the sessions' overlays (:func:`bids_deface.reports.sessions.session_views`)."""
+    from bids_deface.reports.sessions import AGREEMENT
+
     views = [_html_row(row, output_dir) for row in rows]
     return render("group_summary.html.j2", title=title, rows=views, features=list(FEATURES),
                   counts=verdict_counts([row["status"] for row in rows]), sessions=list(sessions),

@@ -58,12 +58,13 @@ def load(log: StepLog, job: ImageJob, *, structure: bool = True) -> Loaded:
         return Loaded(img, reorient_to_ras(img, stored), metadata)
 
 
-def detect(log: StepLog, loaded: Loaded, settings: RunSettings) -> Found:
+def detect(log: StepLog, loaded: Loaded, settings: RunSettings, labelled_elsewhere=None) -> Found:
     with log.step("detect"):
         from bids_deface.features.detect import detect_features
         from bids_deface.features.inference import load_network
 
-        return Found(detect_features(loaded.ras, network=load_network(threads=settings.threads)))
+        return Found(detect_features(loaded.ras, network=load_network(threads=settings.threads),
+                                     labelled_elsewhere=labelled_elsewhere))
 
 
 def template_localisation(loaded: Loaded, job: ImageJob) -> Background:
@@ -289,7 +290,8 @@ def deface_one(job: ImageJob, settings: RunSettings, *, reference: str | None = 
             # beside the detector: the session's registration to its reference, or the template's
             pending = Background(sessions.carry_reference, loaded.ras, reference) if registered \
                 else template_localisation(loaded, job)
-            found = detect(log, loaded, settings)
+            found = detect(log, loaded, settings,
+                           labelled_elsewhere=(lambda: sessions.carried_features(pending)) if registered else None)
             if registered:
                 sessions.register(log, found, pending)
                 pending = None

@@ -56,7 +56,7 @@ class SessionReference:
     distorted: np.ndarray | None = None  # uint8: per voxel, the feature whose operator changed it
 
     def save(self, path: str | Path) -> None:
-        np.savez_compressed(path, relpath=self.relpath, affine=self.affine, labels=self.labels,
+        np.savez(path, relpath=self.relpath, affine=self.affine, labels=self.labels,
                             protect=np.packbits(self.protect), brain=np.packbits(self.brain),
                             shape=np.array(self.labels.shape), coarse=self.coarse, coarse_affine=self.coarse_affine,
                             grid_shape=np.array(self.grid[0]), grid_affine=np.asarray(self.grid[1]),
@@ -151,8 +151,27 @@ def carried_labels(reference: SessionReference, registration: SessionRegistratio
     """The reference's distorted features on an image's RAS grid (nearest neighbour)."""
     from bids_deface.features.registration import sample_moved
 
-    return np.rint(sample_moved(reference.labels, reference.affine, registration.reference_to_image, shape,
-                                affine, order=0)).astype(np.uint8)
+    out = np.zeros(tuple(int(n) for n in shape[:3]), np.uint8)
+    idx = np.argwhere(reference.labels)
+    if idx.size == 0:
+        return out
+    # only the box of the image's grid that the reference's labelled box lands in (plus a voxel)
+    corners = np.array([[a, b, c, 1.0] for a in (idx[:, 0].min(), idx[:, 0].max())
+                        for b in (idx[:, 1].min(), idx[:, 1].max()) for c in (idx[:, 2].min(), idx[:, 2].max())]).T
+    vox = (np.linalg.inv(affine) @ registration.reference_to_image @ reference.affine @ corners)[:3]
+    # half a reference voxel rounds to a label: that many of this grid's voxels, and one more
+    margin = 2 + int(np.ceil(0.5 * np.sqrt((reference.affine[:3, :3] ** 2).sum(0)).max()
+                             / np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(0)).min()))
+    start = np.clip(np.floor(vox.min(1)).astype(int) - margin, 0, out.shape)
+    stop = np.clip(np.ceil(vox.max(1)).astype(int) + margin + 1, 0, out.shape)
+    if np.any(stop <= start):
+        return out
+    box_affine = affine.copy()
+    box_affine[:3, 3] = affine[:3, :3] @ start + affine[:3, 3]
+    box = tuple(slice(int(a), int(b)) for a, b in zip(start, stop))
+    out[box] = np.rint(sample_moved(reference.labels, reference.affine, registration.reference_to_image,
+                                    stop - start, box_affine, order=0)).astype(np.uint8)
+    return out
 
 
 # ----------------------------------------------------------------------------- the union
@@ -259,6 +278,19 @@ def carry_reference(ras, path: str | Path) -> Carried:
         return Carried(reference.relpath, registration)
     return Carried(reference.relpath, registration, carried_labels(reference, registration, ras.shape, ras.affine),
                    composed_localisation(ras, reference, registration))
+
+
+def carried_features(pending) -> set[str]:
+    """The features the reference gives an image (``pending``: its :func:`carry_reference`), for
+    which its own full-resolution extent is not needed (:func:`united_detection` takes the
+    reference's); none when the registration failed or is not sound (the register step says why)."""
+    try:
+        carried = pending.result()
+    except Exception:  # noqa: BLE001 - reported by the register step
+        return set()
+    if carried.labels is None:
+        return set()
+    return {name for name, value in LABELS.items() if np.count_nonzero(carried.labels == value) >= MIN_PART_VOXELS}
 
 
 def register(log, found, pending) -> None:

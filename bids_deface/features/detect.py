@@ -133,11 +133,14 @@ def _plausibility(centroids: dict[str, list[np.ndarray]]) -> list[str]:
 
 
 def detect_features(img: nib.spatialimages.SpatialImage, weights: str | Path | None = None,
-                    features: tuple[str, ...] = tuple(LABELS), *, network=None) -> FeatureDetection:
+                    features: tuple[str, ...] = tuple(LABELS), *, network=None, labelled_elsewhere=None) -> FeatureDetection:
     """Label the eyes, nose and ears of ``img`` on its own grid (see module docstring).
 
     The network is ``network`` (from :func:`.inference.load_network`) if given, else the one in
     ``weights`` (an ``.onnx`` export, or torch ``.pt`` weights), else the shipped one.
+    ``labelled_elsewhere``: called once the network has run, the features whose full-resolution
+    extent is not needed (an image of a session takes them from its reference); they are still
+    counted, located and scored.
     """
     img3 = as_3d(img)
     data = np.asanyarray(img3.dataobj, dtype=np.float32)
@@ -152,6 +155,7 @@ def detect_features(img: nib.spatialimages.SpatialImage, weights: str | Path | N
     head = Head(data, img3.affine, air_threshold(data), coarse_solid_head(grid, air_threshold(grid)), net_affine)
     labels = np.zeros(img3.shape, np.uint8)
     confidence, counts, warnings, centroids = {}, {}, [], {}
+    elsewhere = set(labelled_elsewhere()) if labelled_elsewhere is not None else set()
     # eyes first: their midpoint anchors where a nose and ears can plausibly be
     anchor = None
     for name in ("eyes", "nose", "ears"):
@@ -175,7 +179,7 @@ def detect_features(img: nib.spatialimages.SpatialImage, weights: str | Path | N
         warnings += _count_warnings(name, found, expected)
         confidence[name] = float(np.mean([probs[value][c].mean() for c in comps])) if comps else 0.0
         centroids[name] = cents
-        if name not in features:
+        if name not in features or name in elsewhere:
             continue
         for comp, centre in zip(comps, cents):
             box, mask = _extent(head, name, comp, centre, net_affine, centroids.get("eyes", []))

@@ -95,7 +95,7 @@ def _cells(region: np.ndarray, affine, origin, shape) -> np.ndarray:
     hi = np.minimum(hi + 2 * k, region.shape)
     box_affine = np.asarray(affine, float).copy()
     box_affine[:3, 3] = nib.affines.apply_affine(affine, lo)
-    frac, frac_affine = block_mean(region[tuple(slice(a, b) for a, b in zip(lo, hi))].astype(np.float32),
+    frac, frac_affine = block_mean(region[tuple(slice(a, b) for a, b in zip(lo, hi))].view(np.uint8),
                                    box_affine, LATTICE_MM)
     corners = np.array([[i, j, m] for i in (0, frac.shape[0] - 1) for j in (0, frac.shape[1] - 1)
                         for m in (0, frac.shape[2] - 1)])
@@ -105,9 +105,8 @@ def _cells(region: np.ndarray, affine, origin, shape) -> np.ndarray:
     out = np.zeros(shape, bool)
     if np.any(last <= first):
         return out
-    cells = (np.indices(tuple(last - first)).reshape(3, -1).T + first + origin) * LATTICE_MM
-    vox = nib.affines.apply_affine(np.linalg.inv(frac_affine), cells).T
-    inside = ndi.map_coordinates(frac, vox, order=1, mode="constant", cval=0.0) >= MIN_FRACTION
+    vox = lattice_mapped(np.linalg.inv(frac_affine), first + origin, tuple(last - first))
+    inside = ndi.map_coordinates(frac, vox.reshape(-1, 3).T, order=1, mode="constant", cval=0.0) >= MIN_FRACTION
     out[tuple(slice(a, b) for a, b in zip(first, last))] = inside.reshape(tuple(last - first))
     return out
 

@@ -213,6 +213,10 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _every() -> set[tuple[str, str, str]]:
+    return {(h, v, d) for h in HEADS for v in ("orig", "augmented") for d in DEFACERS + CONTROLS}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--heads", nargs="*", default=list(HEADS))
@@ -220,19 +224,17 @@ def main(argv=None) -> int:
     ap.add_argument("--defacers", nargs="*", default=list(DEFACERS + CONTROLS), choices=DEFACERS + CONTROLS,
                     help="rows to run (default: all)")
     ap.add_argument("--versions", nargs="*", default=["orig", "augmented"], choices=["orig", "augmented"])
-    ap.add_argument("--fresh", action="store_true", help="forget every cached result")
+    ap.add_argument("--fresh", action="store_true", help="forget every cached result and defaced image")
     ap.add_argument("--redo", action="store_true",
                     help="forget the cached results and outputs of the chosen rows (after the app changed)")
     args = ap.parse_args(argv)
     log = work() / "results.jsonl"
-    if args.fresh:
-        log.unlink(missing_ok=True)
-    done = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
+    done = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() and not args.fresh else []
     chosen = {(h, v, d) for h in args.heads for v in args.versions for d in args.defacers}
-    if args.redo:
+    if args.fresh or args.redo:  # the defaced images go too (the inputs are made the same again)
         done = [r for r in done if (r["head"], r["version"], r["defacer"]) not in chosen]
         log.write_text("".join(json.dumps(r) + "\n" for r in done))
-        for h, v, d in chosen - {(h, v, "none") for h in args.heads for v in args.versions}:
+        for h, v, d in {(h, v, d) for h, v, d in (chosen if args.redo else _every()) if d != "none"}:
             (work() / f"{h}_{v}_{d.replace(' --', '_')}.nii.gz").unlink(missing_ok=True)
     seen = {(r["head"], r["version"], r["defacer"]) for r in done}
     # as-shipped heads first, every defacer over every head, then the augmented ones

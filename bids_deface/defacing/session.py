@@ -269,9 +269,15 @@ class Carried:
     localisation: object = None  # bids_deface.features.template.Localisation
 
 
-def carry_reference(ras, path: str | Path) -> Carried:
+def carry_reference(ras, path: str | Path, ready=None) -> Carried | None:
     """Register the session's reference (kept at ``path``) onto ``ras`` and carry what it shows
-    (no step of its own: it runs on a thread beside the detector, :func:`register` awaits it)."""
+    (no step of its own: it runs on a thread beside the detector, :func:`register` awaits it).
+    ``ready``: called first, returns once the reference is done (the image's own network runs
+    meanwhile); None when the reference was not defaced (nothing kept at ``path``)."""
+    if ready is not None:
+        ready()
+    if not Path(path).is_file():
+        return None
     reference = SessionReference.load(path)
     registration = register_to_reference(ras, reference)
     if not registration.sound:
@@ -288,7 +294,7 @@ def carried_features(pending) -> set[str]:
         carried = pending.result()
     except Exception:  # noqa: BLE001 - reported by the register step
         return set()
-    if carried.labels is None:
+    if carried is None or carried.labels is None:
         return set()
     return {name for name, value in LABELS.items() if np.count_nonzero(carried.labels == value) >= MIN_PART_VOXELS}
 
@@ -301,6 +307,9 @@ def register(log, found, pending) -> None:
 
     with log.step("register"):
         carried = pending.result()
+        if carried is None:  # the reference was refused or failed: this image on its own
+            found.session = {"Fallback": "own detection only (the session's reference was not defaced)"}
+            return
         found.session = {"Reference": bids_uri(carried.reference), "Registration": carried.registration.as_dict()}
         if carried.registration.sound:
             found.carried, found.localisation = carried.labels, carried.localisation

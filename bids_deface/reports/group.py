@@ -1,6 +1,7 @@
 """The group summary: one row per image (its verdict, the reason, features found, voxels distorted,
 QC's findings), as TSV (for tools) and HTML (for people: sortable, filterable by verdict, a
-thumbnail of each defaced image); and the curator's QC reports from the same records.
+thumbnail of each defaced image; below it each session's distorted regions in its reference's
+space, :mod:`bids_deface.reports.sessions`); and the curator's QC reports from the same records.
 
 Reads the per-image records that the participant level leaves in ``logs/images/`` and lists
 the selected images of the input dataset that have none as ``not processed``. The verdict is the

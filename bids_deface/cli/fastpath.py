@@ -27,7 +27,8 @@ from bids_deface.cli.interrupts import SIGNALS, die_with_parent
 from bids_deface.cli.progress import RunProgress
 from bids_deface.defacing.image import deface_one, image_steps, warm_up
 from bids_deface.defacing.jobs import acquisition_keys, image_job, sessions_of
-from bids_deface.defacing.session import choose_reference, kept_path, plan_session
+from bids_deface.defacing.session import choose_reference
+from bids_deface.defacing.session_plan import kept_path, plan_session
 from bids_deface.defacing.settings import ImageJob, RunSettings
 
 

@@ -136,16 +136,13 @@ def detect_features(img: nib.spatialimages.SpatialImage, weights: str | Path | N
                     features: tuple[str, ...] = tuple(LABELS), *, network=None, labelled_elsewhere=None) -> FeatureDetection:
     """Label the eyes, nose and ears of ``img`` on its own grid (see module docstring).
 
-    The network is ``network`` (from :func:`.inference.load_network`) if given, else the one in
-    ``weights`` (an ``.onnx`` export, or torch ``.pt`` weights), else the shipped one.
-    ``labelled_elsewhere``: called once the network has run, the features whose full-resolution
-    extent is not needed (an image of a session takes them from its reference); they are still
-    counted, located and scored.
+    The network: ``network`` (:func:`.inference.load_network`), else ``weights`` (``.onnx`` or torch
+    ``.pt``), else the shipped one. ``labelled_elsewhere()``, called after the network: features
+    whose full-resolution extent is not needed (a session's reference gives them), still scored.
     """
     img3 = as_3d(img)
     data = np.asanyarray(img3.dataobj, dtype=np.float32)
-    if not np.isfinite(data).all():  # NaN or inf voxels (some float images): treat as air
-        data = np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)
+    data = data if np.isfinite(data).all() else np.nan_to_num(data, nan=0.0, posinf=0.0, neginf=0.0)  # as air
     network = network or load_network(str(weights) if weights else None)
     lo, hi = head_box(data, img3.affine)
     net_affine = grid_affine(lo, hi)
@@ -190,8 +187,7 @@ def detect_features(img: nib.spatialimages.SpatialImage, weights: str | Path | N
                 region = labels[box]
                 region[mask & (region == 0)] = value
     warnings += _plausibility(centroids)
-    out = nib.Nifti1Image(labels, img3.affine)
-    out.set_data_dtype(np.uint8)
+    out = nib.Nifti1Image(labels, img3.affine, dtype=np.uint8)
     out.header.set_xyzt_units("mm")
     return FeatureDetection(labels=out, confidence=confidence, components=counts, warnings=warnings,
                             model_sha256=network.sha256,

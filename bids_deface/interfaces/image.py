@@ -1,5 +1,5 @@
 """The nipype nodes that deface images: one image (:func:`bids_deface.defacing.image.deface_one`), or
-every image of a session in order (:func:`bids_deface.defacing.session.deface_session`)."""
+every image of a session in order (:func:`bids_deface.defacing.session_plan.deface_session`)."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ class DefaceSession(SimpleInterface):
     output_spec = _DefaceSessionOutputSpec
 
     def _run_interface(self, runtime):
-        from bids_deface.defacing.session import deface_session
+        from bids_deface.defacing.session_plan import deface_session
         from bids_deface.defacing.settings import ImageJob, RunSettings
 
         jobs = [ImageJob.from_dict(job) for job in self.inputs.jobs]

@@ -13,7 +13,8 @@ from nipype.pipeline import engine as pe
 
 from bids_deface.dataset.select import FaceImage
 from bids_deface.defacing.jobs import acquisition_keys, image_job, sessions_of
-from bids_deface.defacing.session import choose_reference, kept_path, plan_session
+from bids_deface.defacing.session import choose_reference
+from bids_deface.defacing.session_plan import kept_path, plan_session
 from bids_deface.defacing.settings import RunSettings
 from bids_deface.interfaces.image import DefaceImage, DefaceSession
 from bids_deface.workflows.execution import unique_node_name

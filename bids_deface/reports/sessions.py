@@ -79,12 +79,21 @@ def _placement(relpath: str, members: dict[str, dict], reference: str, seen=()) 
     return None, "defaced on its own (no registration to the reference recorded)"
 
 
+def _output(output_dir: Path, record: dict, name: str) -> Path | None:
+    """The file a defaced image's record names as its output ``name``, when it lies in the output."""
+    rel = record.get("Outputs", {}).get(name)
+    if record.get("Status") != "defaced" or not rel:
+        return None
+    path = (Path(output_dir) / rel).resolve()
+    return path if Path(output_dir).resolve() in path.parents and path.is_file() else None
+
+
 def _regions(output_dir: Path, record: dict) -> KeptRegions | None:
-    rel = record.get("Outputs", {}).get("regions")
-    if record.get("Status") != "defaced" or not rel or not (output_dir / rel).is_file():
+    rel = _output(output_dir, record, "regions")
+    if rel is None:
         return None
     try:
-        return KeptRegions.load(output_dir / rel)
+        return KeptRegions.load(rel)
     except Exception as exc:  # an unreadable file: the session says so, the rest is summarised
         LOGGER.warning("%s: unreadable regions (%s)", rel, type(exc).__name__)
         return None
@@ -93,7 +102,7 @@ def _regions(output_dir: Path, record: dict) -> KeptRegions | None:
 def _background(output_dir: Path, record: dict, lattice: KeptRegions) -> np.ndarray:
     """The defaced reference (read back from the output) at the lattice's cell centres; zeros when it
     cannot be read."""
-    path = output_dir / record.get("Outputs", {}).get("image", "")
+    path = _output(output_dir, record, "image")
     try:
         img = nib.load(str(path))
         vox = lattice_mapped(np.linalg.inv(img.affine), lattice.origin, lattice.fov.shape)
@@ -102,7 +111,8 @@ def _background(output_dir: Path, record: dict, lattice: KeptRegions) -> np.ndar
         data = data[..., 0] if data.ndim == 4 else data
         return np.where(lattice.fov, data[tuple(index[..., a] for a in range(3))], 0).astype(np.float32)
     except Exception as exc:
-        LOGGER.warning("%s: no background for the session figure (%s)", path.name, type(exc).__name__)
+        LOGGER.warning("%s: no background for the session figure (%s)", record.get("Source", ""),
+                       type(exc).__name__)
         return np.zeros(lattice.fov.shape, np.float32)
 
 
@@ -188,6 +198,8 @@ def session_view(output_dir: Path, name: str, members: dict[str, dict]) -> dict:
                 row["disagree"] = [f for f, d in row["dice"].items() if d is not None and d < AGREEMENT]
                 row["colour"] = _hex(colour)
                 row["empty"] = [f for f in FEATURES if not (moved.masks.get(f, moved.fov) & moved.fov).any()]
+            elif kept is not None and matrix is not None:
+                row["role"] += " (its distorted regions are not in the output: not drawn)"
         view["rows"].append(row)
     if kept is not None:
         view["figure"] = png_uri(session_figure(_background(output_dir, members[reference], kept), placed))

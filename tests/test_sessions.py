@@ -179,3 +179,23 @@ def test_when_the_reference_fails_the_others_are_defaced_on_their_own(tmp_path):
         prov = json.loads((tmp_path / f"out/sub-01/anat/sub-01_desc-defaced_{suffix}.json").read_text())["BidsDeface"]
         assert prov["Session"]["Fallback"] == "own detection only (the session's reference was not defaced)"
         assert all(prov["VoxelCounts"][f] > 0 for f in ("eyes", "nose", "ears"))
+
+
+@pytest.mark.slow
+def test_the_group_report_shows_every_image_of_the_session_where_the_reference_is(session):
+    """The group level's session overlay on the five images: each contrast's distorted regions
+    agree with the reference's (Dice >= 0.85 per feature), the phase map's as its magnitude's."""
+    from test_group_sessions import sessions_of
+
+    root, out, _, _, _ = session
+    proc = run_cli(root, out, "group")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = sessions_of((out / "group_summary.html").read_text())["sub-01 ses-1"]["rows"]
+    assert len(rows) == len(IMAGES)
+    for image, row in rows.items():
+        if "T1w" in image:
+            continue
+        assert all(float(row["dice"][f]) >= 0.85 for f in ("eyes", "nose", "ears")), (image, row["dice"])
+    phase = next(row for image, row in rows.items() if "phasediff" in image)
+    magnitude = next(row for image, row in rows.items() if "magnitude1" in image)
+    assert phase["dice"] == magnitude["dice"]

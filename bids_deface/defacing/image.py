@@ -103,8 +103,11 @@ def gate(log: StepLog, loaded: Loaded, found: Found, settings: RunSettings) -> N
         found.labels = restore_labels(found.labels_ras, loaded.img)
 
 
-def distort(log: StepLog, job: ImageJob, loaded: Loaded, found: Found, settings: RunSettings):
-    """The operators, then the brain guard: no voxel of the protect mask keeps a changed value."""
+def distort(log: StepLog, job: ImageJob, loaded: Loaded, found: Found, settings: RunSettings, *,
+            in_session: bool = False, keep: bool = False):
+    """The operators, then the brain guard: no voxel of the protect mask keeps a changed value.
+    ``in_session``: the image has others in its session (the group report shows its regions);
+    ``keep``: others take its distortion (what each voxel's change came from is kept)."""
     with log.step("distort"):
         from bids_deface.dataset.regions import head_centre_mm, keep_regions
         from bids_deface.distort import deface_image
@@ -120,11 +123,13 @@ def distort(log: StepLog, job: ImageJob, loaded: Loaded, found: Found, settings:
         guard["voxels_kept_by_the_guard"] = int((after[protect] != before[protect]).sum())
         after[protect] = before[protect]
         if found.shared_distorted is not None:  # one acquisition, one distortion: the same voxels
-            regions = changed_like(after, before, loaded.ras, found.shared_distorted, settings.features, job.seed)
+            changed_like(after, before, loaded.ras, found.shared_distorted, job.seed)
         changed = (after != before).reshape(before.shape[:3])
-        found.distorted = distorted_by_feature(regions, changed)
-        centre = head_centre_mm(found.brain, loaded.ras.affine, loaded.ras.shape)
-        found.regions = keep_regions(regions, loaded.ras.affine, centre)  # (for the group report)
+        if keep:
+            found.distorted = distorted_by_feature(regions, changed)
+        if in_session and found.regions is None:  # (for the group report; a shared image has its first's)
+            centre = head_centre_mm(found.brain, loaded.ras.affine, loaded.ras.shape)
+            found.regions = keep_regions(regions, loaded.ras.affine, centre)
         guard["smallest_distance_to_brain_mm"] = smallest_distance_mm(changed, found.brain, loaded.ras.affine)
         defaced = image_from_unscaled(after, loaded.ras)
         return restore_grid(defaced, loaded.img), {k: int(v) for k, v in counts.items()}
@@ -140,19 +145,17 @@ def distorted_by_feature(regions: dict, changed: np.ndarray) -> np.ndarray:
     return out
 
 
-def changed_like(after: np.ndarray, before: np.ndarray, ras, shared: np.ndarray, features, seed: int) -> dict:
+def changed_like(after: np.ndarray, before: np.ndarray, ras, shared: np.ndarray, seed: int) -> None:
     """An image sharing the distortion of the first image of its acquisition changes exactly the
     voxels that one changed (``shared``): its own operators' values where they changed them, its own
     air noise where they did not (a phase map's smooth tissue is no surface to the operators, yet
-    it shows the face), nothing beyond. ``after`` is edited; returns the regions per feature."""
+    it shows the face), nothing beyond. ``after`` is edited."""
     from bids_deface.distort import air_noise
-    from bids_deface.features import LABELS
 
     must = (shared > 0).reshape(after.shape)
     after[~must] = before[~must]
     still = must & (after == before)
     after[still] = air_noise(ras, int(still.sum()), seed)
-    return {name: shared == LABELS[name] for name in features}
 
 
 def scrub(log: StepLog, job: ImageJob, loaded: Loaded, defaced, settings: RunSettings):
@@ -301,7 +304,8 @@ def deface_one(job: ImageJob, settings: RunSettings, *, reference: str | None = 
                 found.session = {"Fallback": "own detection only (the session's reference was not defaced)"}
             localise(log, job, loaded, found, pending)
             gate(log, loaded, found, settings)
-        defaced, counts = distort(log, job, loaded, found, settings)
+        defaced, counts = distort(log, job, loaded, found, settings, in_session=bool(reference or shared or keep),
+                                  keep=bool(keep))
         scrubbed = scrub(log, job, loaded, defaced, settings)
         qc = quality_control(log, job, loaded, scrubbed[0], found, counts, settings) if settings.qc else None
         write(log, job, settings, scrubbed, found, counts, qc)

@@ -54,8 +54,11 @@ class SessionReference:
     grid: tuple = ()  # (shape, affine) of the image as stored: an acquisition shares it
     detection: dict = field(default_factory=dict)  # model sha256, confidence, components (JSON-ready)
     distorted: np.ndarray | None = None  # uint8: per voxel, the feature whose operator changed it
+    regions: object = None  # its KeptRegions (the group report's), which a shared image keeps as its own
 
     def save(self, path: str | Path) -> None:
+        if self.regions is not None:
+            self.regions.save(_regions_path(path))
         np.savez(path, relpath=self.relpath, affine=self.affine, labels=self.labels,
                             protect=np.packbits(self.protect), brain=np.packbits(self.brain),
                             shape=np.array(self.labels.shape), coarse=self.coarse, coarse_affine=self.coarse_affine,
@@ -73,7 +76,18 @@ class SessionReference:
 
         return cls(str(z["relpath"]), z["affine"], z["labels"], bits("protect"), bits("brain"), z["coarse"],
                    z["coarse_affine"], (tuple(int(n) for n in z["grid_shape"]), z["grid_affine"]),
-                   json.loads(str(z["detection"])), z["distorted"].reshape(shape) if z["distorted"].size else None)
+                   json.loads(str(z["detection"])), z["distorted"].reshape(shape) if z["distorted"].size else None,
+                   _kept_regions(path))
+
+
+def _regions_path(path: str | Path) -> Path:
+    return Path(path).with_suffix(".regions.npz")
+
+
+def _kept_regions(path: str | Path):
+    from bids_deface.dataset.regions import KeptRegions
+
+    return KeptRegions.load(_regions_path(path)) if _regions_path(path).is_file() else None
 
 
 def acquisition_key(entities: dict, shape, affine) -> str:
@@ -232,7 +246,7 @@ def keep_reference(job, loaded, found, path: str | Path) -> None:
                      {"model_sha256": det.model_sha256, "confidence": dict(det.confidence),
                       "components": dict(det.components),
                       "template_registration": _registration_fields(found.localisation)},
-                     found.distorted).save(path)
+                     found.distorted, found.regions).save(path)
 
 
 def _registration_fields(localisation) -> dict | None:
@@ -342,4 +356,4 @@ def share(log, loaded, path: str | Path):
 
         return Found(detection, decision=decision, labels_ras=labels, labels=restore_labels(labels, loaded.img),
                      brain=reference.brain, session={"SharedWith": bids_uri(reference.relpath)},
-                     shared_distorted=reference.distorted)
+                     shared_distorted=reference.distorted, regions=reference.regions)

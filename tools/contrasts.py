@@ -13,6 +13,20 @@ from scipy import ndimage as ndi
 from tools.perturb import head_centre, rotation_about
 
 
+# how far each contrast's head moved from the T1w's in the test sessions (degrees about the
+# left-right axis, mm): as between two scans of one session
+SESSION_MOTION = {"T2w": (3.0, (2.0, -3.0, 1.0)), "FLAIR": (-2.0, (-1.0, 2.0, 0.0)), "magnitude1": (0.0, (0.0, 1.0, 1.0))}
+
+
+def session_motion(t1: nib.spatialimages.SpatialImage, name: str) -> np.ndarray:
+    """T1w world -> ``name``'s world as :data:`SESSION_MOTION` moves it (an oracle for tests: the
+    registration never sees it); the identity for a contrast not moved."""
+    degrees, mm = SESSION_MOTION.get(name, (0.0, (0.0, 0.0, 0.0)))
+    move = rotation_about(head_centre(t1), degrees, 0)
+    move[:3, 3] += np.asarray(mm)
+    return move
+
+
 def _levels(data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Head tissue (above a tenth of the bright level) and intensities scaled to [0, 1] within it."""
     bright = np.percentile(data, 99.5)

@@ -10,8 +10,9 @@ the workflow.
 A lone session: the reference is defaced in this process while the first image of each other
 acquisition, each with the images that share its distortion, is loaded and run through the network
 in processes forked from this one (they inherit what it loaded; as many as ``--nprocs``); those then
-wait for the reference, register to it and go on. The forked processes die with the run (``PR_SET_PDEATHSIG``), leave the
-signals to it, and are stopped by it (:func:`bids_deface.cli.interrupts.stop_workers`).
+wait for the reference, register to it and go on. The forked processes die with the run
+(``PR_SET_PDEATHSIG``), leave the signals to it, and are stopped by it
+(:func:`bids_deface.cli.interrupts.stop_workers`).
 """
 
 from __future__ import annotations

@@ -343,6 +343,9 @@ def share(log, loaded, path: str | Path):
         if not Path(path).is_file():  # one acquisition, one distortion: never a distortion of its own
             raise ImageRefused(f"{log.name}: the first image of its acquisition was not defaced, so neither is this one")
         reference = SessionReference.load(path)
+        if reference.distorted is None:  # which voxels it changed is what this image must change
+            raise ImageRefused(f"{log.name}: the first image of its acquisition kept no record of the voxels it "
+                               "changed, so this one is not defaced")
         shape, affine = reference.grid
         if tuple(loaded.img.shape[:3]) != tuple(shape) or not np.allclose(loaded.img.affine, affine, atol=1e-4):
             raise ValueError(f"not on the grid of {reference.relpath}, the first image of its acquisition")

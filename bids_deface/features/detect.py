@@ -153,6 +153,20 @@ def _checked_extent(head: Head, name: str, surface, network) -> tuple[tuple[slic
     return box, rule & near, None
 
 
+def _full_extent(head: Head, name: str, component: np.ndarray, centre: np.ndarray, prob: np.ndarray,
+                 net_affine: np.ndarray, eyes: list[np.ndarray]):
+    """(voxel slices, mask, warning or None): one detected component's extent at full resolution,
+    from the surface (:func:`_extent`); a nose's or an ear's checked against the network's own
+    region (:func:`_checked_extent`); the network's region where the surface shows nothing."""
+    box, mask = _extent(head, name, component, centre, net_affine, eyes)
+    if name != "eyes":
+        return _checked_extent(head, name, (box, mask), _network_region(head, prob, component, net_affine))
+    if not mask.any():
+        return (*_network_region(head, prob, component, net_affine),
+                f"{name}: the surface shows no {name} at full resolution; the network's region is used")
+    return box, mask, None
+
+
 def _count_warnings(name: str, found: int, expected: int) -> list[str]:
     if found == 0:
         return [f"{name}: not found"]
@@ -229,14 +243,8 @@ def detect_features(img: nib.spatialimages.SpatialImage, weights: str | Path | N
         if name not in features or name in elsewhere:
             continue
         for comp, centre in zip(comps, cents):
-            box, mask = _extent(head, name, comp, centre, net_affine, centroids.get("eyes", []))
-            if name != "eyes":
-                box, mask, warning = _checked_extent(head, name, (box, mask),
-                                                     _network_region(head, probs[value], comp, net_affine))
-                warnings += [warning] if warning else []
-            elif not mask.any():
-                warnings.append(f"{name}: the surface shows no {name} at full resolution; the network's region is used")
-                box, mask = _network_region(head, probs[value], comp, net_affine)
+            box, mask, warning = _full_extent(head, name, comp, centre, probs[value], net_affine, centroids["eyes"])
+            warnings += [warning] if warning else []
             if mask.size:
                 region = labels[box]
                 region[mask & (region == 0)] = value
